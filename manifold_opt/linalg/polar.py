@@ -1,0 +1,113 @@
+"""Polar factors: exact (SVD) and by Newton-Schulz iteration.
+
+The polar factor of G = U S V^T is polar(G) = U V^T, the nearest matrix with orthonormal
+rows/columns (in Frobenius norm) and the LMO of the spectral-norm ball. Newton-Schulz
+approximates it with matmuls only: after normalizing X = G / (s ||G||_F + eps), each step applies
+an odd polynomial to the singular values,
+
+    A = X X^T,   X <- a X + (b A + c A A) X,
+
+which pushes them toward 1 (Jordan et al. 2024, "Muon"; Amsel et al. 2025, "Polar Express").
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Named coefficient sets: a (k, 3) table of (a, b, c) per step and the Frobenius-norm safety
+# factor s. Steps beyond a table's length repeat its last row.
+MUON_COEFFS = ((3.4445, -4.7750, 2.0315),)
+DION_COEFFS = (
+    (4.0848, -6.8946, 2.9270),
+    (3.9505, -6.3029, 2.6377),
+    (3.7418, -5.5913, 2.3037),
+    (2.8769, -3.1427, 1.2046),
+    (2.8366, -3.0525, 1.2012),
+)
+POLAR_EXPRESS_COEFFS = (
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+)
+COEFF_SETS = {
+    "muon": (MUON_COEFFS, 1.0),
+    "dion": (DION_COEFFS, 1.0),
+    "polar_express": (POLAR_EXPRESS_COEFFS, 1.02),
+}
+
+
+def polar(g: jax.Array) -> jax.Array:
+    """Exact polar factor U V^T of g (..., m, n) from a thin SVD."""
+    if g.ndim < 2:
+        raise ValueError(f"polar: g must have at least 2 dimensions, got shape {g.shape}")
+    u, _, vh = jnp.linalg.svd(g, full_matrices=False)
+    return u @ vh
+
+
+def ns_coefficients(coeffs="muon", steps: int = 5) -> tuple[np.ndarray, float]:
+    """The (steps, 3) coefficient table and the normalization safety factor for `coeffs`.
+
+    `coeffs` is a name in COEFF_SETS, a single (a, b, c) triple, or a (k, 3) table; a table
+    shorter than `steps` repeats its last row.
+    """
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"newton_schulz: steps must be a positive int, got {steps!r}")
+    if isinstance(coeffs, str):
+        if coeffs not in COEFF_SETS:
+            raise ValueError(
+                f"newton_schulz: unknown coeffs {coeffs!r}; expected one of "
+                f"{sorted(COEFF_SETS)} or a (k, 3) array"
+            )
+        table, safety = COEFF_SETS[coeffs]
+    else:
+        table, safety = coeffs, 1.0
+    table = np.asarray(table, dtype=np.float64)
+    if table.ndim == 1:
+        table = table[None]
+    if table.ndim != 2 or table.shape[1] != 3 or table.shape[0] < 1:
+        raise ValueError(
+            f"newton_schulz: coeffs must be a name, an (a, b, c) triple or a (k, 3) array, "
+            f"got shape {table.shape}"
+        )
+    rows = np.minimum(np.arange(steps), table.shape[0] - 1)
+    return table[rows], safety
+
+
+def newton_schulz(
+    g: jax.Array,
+    steps: int = 5,
+    coeffs="muon",
+    *,
+    eps: float = 1e-7,
+    compute_dtype=None,
+) -> jax.Array:
+    """Approximate polar factor of g (..., m, n) by `steps` quintic Newton-Schulz iterations.
+
+    Tall inputs are transposed so the Gram matrix is min(m, n) square. The iteration runs in
+    `compute_dtype` (default: g's dtype; e.g. jnp.bfloat16 for speed) and the result is cast
+    back to g's dtype. A zero input gives a zero output.
+    """
+    if g.ndim < 2:
+        raise ValueError(f"newton_schulz: g must have at least 2 dimensions, got shape {g.shape}")
+    table, safety = ns_coefficients(coeffs, steps)
+    out_dtype = g.dtype
+    x = g.astype(compute_dtype or g.dtype)
+    tall = x.shape[-2] > x.shape[-1]
+    if tall:
+        x = jnp.swapaxes(x, -1, -2)
+    norm = jnp.linalg.norm(x, axis=(-2, -1), keepdims=True)
+    x = x / (safety * norm + eps).astype(x.dtype)
+
+    def step(x, abc):
+        a, b, c = abc[0], abc[1], abc[2]
+        gram = x @ jnp.swapaxes(x, -1, -2)
+        poly = b * gram + c * (gram @ gram)
+        return a * x + poly @ x, None
+
+    x, _ = jax.lax.scan(step, x, jnp.asarray(table, dtype=x.dtype), unroll=True)
+    if tall:
+        x = jnp.swapaxes(x, -1, -2)
+    return x.astype(out_dtype)

@@ -1,0 +1,120 @@
+"""The interface every manifold implements.
+
+A manifold is a frozen (hashable, immutable) dataclass holding only shapes and options, so it is
+safe as a `jax.jit` static argument and as a leaf of a manifold tree. Every method is a pure
+function of arrays that accepts leading batch dimensions (a point has shape
+`batch_shape + M.shape`) and preserves dtype. Points and tangent vectors are ambient arrays.
+
+Defaults below suit embedded submanifolds with the Euclidean metric: `egrad_to_rgrad = proj`,
+`transport(x, y, v) = proj(y, v)` (projection transport), `inner` = Frobenius inner product.
+Manifolds with another metric (canonical Stiefel, Fisher-Birkhoff) override them.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifold:
+    """Base class. Subclasses define `shape`, `dim`, `random_point`, `proj`, `retract`,
+    `project` and `feasibility`, and override the defaults where their geometry differs."""
+
+    # ----- shapes ---------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the manifold."""
+        raise NotImplementedError
+
+    def check_point(self, x: jax.Array, name: str = "x") -> None:
+        """ValueError unless x has shape batch_shape + self.shape (checked at trace time)."""
+        nd = len(self.shape)
+        if not hasattr(x, "shape") or tuple(x.shape[x.ndim - nd:]) != tuple(self.shape) or x.ndim < nd:
+            got = getattr(x, "shape", type(x).__name__)
+            raise ValueError(
+                f"{type(self).__name__}: {name} must have shape (..., {', '.join(map(str, self.shape))}), got {got}"
+            )
+
+    def _axes(self) -> tuple[int, ...]:
+        """The trailing axes that belong to one point."""
+        return tuple(range(-len(self.shape), 0))
+
+    # ----- sampling -------------------------------------------------------------------------
+    def random_point(self, key: jax.Array, dtype=jnp.float32, batch_shape=()) -> jax.Array:
+        raise NotImplementedError
+
+    def random_tangent(self, key: jax.Array, x: jax.Array) -> jax.Array:
+        """A random tangent vector at x with unit norm (Gaussian ambient vector, projected)."""
+        self.check_point(x)
+        u = self.proj(x, jax.random.normal(key, x.shape, x.dtype))
+        return u / self.norm(x, u)[(...,) + (None,) * len(self.shape)]
+
+    # ----- tangent spaces and metric --------------------------------------------------------
+    def proj(self, x: jax.Array, u: jax.Array) -> jax.Array:
+        """Orthogonal projection (for this manifold's metric) of ambient u onto T_x M."""
+        raise NotImplementedError
+
+    def egrad_to_rgrad(self, x: jax.Array, egrad: jax.Array) -> jax.Array:
+        """Riemannian gradient from the Euclidean gradient (Riesz representative)."""
+        return self.proj(x, egrad)
+
+    def inner(self, x: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
+        """<u, v>_x, one value per point (shape batch_shape)."""
+        return jnp.sum(u * v, axis=self._axes())
+
+    def norm(self, x: jax.Array, u: jax.Array) -> jax.Array:
+        return jnp.sqrt(jnp.maximum(self.inner(x, u, u), 0.0))
+
+    # ----- moving ---------------------------------------------------------------------------
+    def retract(self, x: jax.Array, u: jax.Array) -> jax.Array:
+        """A first-order retraction R_x(u)."""
+        raise NotImplementedError
+
+    def transport(self, x: jax.Array, y: jax.Array, v: jax.Array) -> jax.Array:
+        """Vector transport of v in T_x M to T_y M (default: projection onto T_y M)."""
+        return self.proj(y, v)
+
+    def retract_transport(self, x: jax.Array, u: jax.Array, v: jax.Array):
+        """(R_x(u), transport of v to R_x(u)); manifolds override where fusing saves work."""
+        y = self.retract(x, u)
+        return y, self.transport(x, y, v)
+
+    def project(self, x: jax.Array) -> jax.Array:
+        """An ambient point to the manifold (the nearest point where it exists)."""
+        raise NotImplementedError
+
+    def feasibility(self, x: jax.Array) -> jax.Array:
+        """Nonnegative residual per point, exactly 0 on the manifold."""
+        raise NotImplementedError
+
+    # ----- closed-form geodesics (where they exist) ----------------------------------------
+    def exp(self, x: jax.Array, u: jax.Array) -> jax.Array:
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form exponential map")
+
+    def log(self, x: jax.Array, y: jax.Array) -> jax.Array:
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form logarithm")
+
+    def dist(self, x: jax.Array, y: jax.Array) -> jax.Array:
+        return self.norm(x, self.log(x, y))
+
+
+def check_positive_int(owner: str, name: str, value) -> int:
+    """`value` as an int, or a ValueError naming `owner`'s argument `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not hasattr(value, "__index__"):
+        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
+    value = int(value)
+    if value < 1:
+        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
+    return value
+
+
+def check_option(owner: str, name: str, value, allowed) -> None:
+    """ValueError naming `owner`'s argument `name` unless value is one of `allowed`."""
+    if value not in allowed:
+        raise ValueError(f"{owner}: unknown {name} {value!r}; expected one of {sorted(allowed)}")

@@ -1,0 +1,55 @@
+"""Euclidean space R^shape: the unconstrained case, with the identity retraction."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from manifold_opt.manifolds.base import Manifold, check_positive_int
+
+
+@dataclasses.dataclass(frozen=True)
+class Euclidean(Manifold):
+    """All arrays of shape `shape`; exp = retract = x + u, log = y - x."""
+
+    dims: tuple[int, ...]
+
+    def __init__(self, shape):
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        for d in shape:
+            check_positive_int("Euclidean", "shape", d)
+        object.__setattr__(self, "dims", tuple(int(d) for d in shape))
+
+    @property
+    def shape(self):
+        return self.dims
+
+    @property
+    def dim(self):
+        return math.prod(self.dims)
+
+    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+        return jax.random.normal(key, tuple(batch_shape) + self.shape, dtype)
+
+    def proj(self, x, u):
+        return u
+
+    def retract(self, x, u):
+        return x + u
+
+    def transport(self, x, y, v):
+        return v
+
+    def project(self, x):
+        return x
+
+    def feasibility(self, x):
+        return jnp.zeros(x.shape[: x.ndim - len(self.shape)], x.dtype)
+
+    def exp(self, x, u):
+        return x + u
+
+    def log(self, x, y):
+        return y - x

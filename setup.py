@@ -1,0 +1,28 @@
+"""manifold_opt: constrained and manifold optimization for JAX, optax and Flax."""
+from setuptools import find_packages, setup
+
+setup(
+    name="manifold_opt",
+    version="0.1.0",
+    description="Constrained and manifold optimization for JAX, optax and Flax.",
+    packages=find_packages(include=["manifold_opt", "manifold_opt.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.4.35",
+        "jaxlib>=0.4.35",
+        "optax>=0.2.4",
+        "flax>=0.10.0",
+        "chex>=0.1.87",
+        "absl-py>=2.0",
+        "ml_collections>=0.1.1",
+        "numpy>=1.26",
+        "scipy>=1.11",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8.0",
+            "pytest-xdist>=3.5",
+            "hypothesis>=6.100",
+        ],
+    },
+)
