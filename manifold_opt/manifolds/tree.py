@@ -50,8 +50,8 @@ def manifold_tree(params, rules: Mapping[str, Manifold | None]):
 
     `rules` maps patterns (`fnmatch` syntax; `*` also matches '/') to a manifold or `None`, e.g.
     `{"*/mixer": Birkhoff(4), "dense*/kernel": Stiefel(64, 32)}`. The first matching rule wins;
-    parameters matched by no rule are unconstrained (`None`). A rule matching no parameter is a
-    ValueError (usually a typo). The result is validated with `check_manifold_tree`.
+    parameters matched by no rule are unconstrained (`None`). A rule that matches no parameter
+    left by the earlier rules is a ValueError (usually a typo). The result is validated with `check_manifold_tree`.
     """
     if not isinstance(rules, Mapping):
         raise TypeError(f"manifold_tree: rules must be a mapping pattern -> Manifold, got {type(rules).__name__}")
@@ -74,7 +74,10 @@ def manifold_tree(params, rules: Mapping[str, Manifold | None]):
     unused = [p for p in rules if p not in used]
     if unused:
         names = [path_to_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
-        raise ValueError(f"manifold_tree: rule {unused[0]!r} matches no parameter; parameter paths are {names}")
+        raise ValueError(
+            f"manifold_tree: rule {unused[0]!r} matches no parameter (none left by earlier rules); "
+            f"parameter paths are {names}"
+        )
     check_manifold_tree(tree, params)
     return tree
 
