@@ -12,6 +12,9 @@ sinkhorn(log X + U / X); transport is projection onto T_Y.
 
 Near the boundary U / X blows up: entries are floored at the smallest normal float before
 dividing or taking logs, and the log-kernel is clipped to a finite range, so no NaN appears.
+At a point with exact zeros the step U / X is astronomically large, and the result (finite,
+nonnegative, rows summing to 1) can miss the column sums when Sinkhorn hits its iteration cap:
+keep iterates strictly inside (small steps, or `project` after a boundary hit).
 """
 from __future__ import annotations
 
