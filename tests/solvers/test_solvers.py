@@ -4,9 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.optimize import linprog
 
 import manifold_opt as mo
-from manifold_opt.manifolds import Grassmann, OrthogonalGroup, Sphere, Stiefel
+from manifold_opt.manifolds import Birkhoff, Grassmann, OrthogonalGroup, Sphere, Stiefel
 
 SOLVERS = {
     "steepest_descent": mo.solvers.steepest_descent,
@@ -85,8 +86,31 @@ def relative_gap(value, optimum):
     return (float(value) - optimum) / abs(optimum)
 
 
+EPS = 0.2  # entropic regularization of the transport problem
+
+
+def transport_costs(rng, n=5):
+    return rng.uniform(size=(n, n))
+
+
+def entropic_transport(rng):
+    """min <C, X> + eps sum X (log X - 1) on Birkhoff(n): X* = diag(u) exp(-C/eps) diag(v) by
+    NumPy Sinkhorn."""
+    c = transport_costs(rng)
+    k = np.exp(-c / EPS)
+    u = np.ones(len(c))
+    for _ in range(5000):
+        v = 1 / (k.T @ u)
+        u = 1 / (k @ v)
+    x_star = u[:, None] * k * v[None]
+    optimum = np.sum(c * x_star) + EPS * np.sum(x_star * (np.log(x_star) - 1))
+    c_j = jnp.asarray(c)
+    manifold = Birkhoff(len(c))
+    return manifold, lambda x: jnp.sum(c_j * x) + EPS * jnp.sum(x * (jnp.log(x) - 1)), optimum, start(manifold, 1)
+
+
 PROBLEMS = {"brockett": brockett, "dominant_subspace": dominant_subspace, "procrustes": procrustes,
-            "karcher_mean": karcher_mean}
+            "karcher_mean": karcher_mean, "entropic_transport": entropic_transport}
 
 
 @pytest.mark.parametrize("solver", list(SOLVERS))
@@ -98,6 +122,20 @@ def test_solver_reaches_reference_optimum(solver, problem):
     assert relative_gap(result.value, optimum) < 1e-6
     assert float(manifold.feasibility(result.x)) < 1e-10
     np.testing.assert_allclose(float(cost(result.x)), float(result.value), rtol=1e-12)
+
+
+def test_entropic_transport_approaches_the_assignment_linear_program():
+    """The linear cost <C, X_eps> of our solution lies within eps n log n above the assignment
+    LP optimum (scipy linprog over the Birkhoff polytope)."""
+    manifold, cost, _, x0 = entropic_transport(np.random.default_rng(0))
+    c = transport_costs(np.random.default_rng(0))
+    n = len(c)
+    result = mo.solvers.trust_regions(cost, manifold, x0, tolerance=1e-10)
+    a_eq = np.concatenate([np.kron(np.eye(n), np.ones((1, n))), np.kron(np.ones((1, n)), np.eye(n))])
+    lp = linprog(c.ravel(), A_eq=a_eq, b_eq=np.ones(2 * n), bounds=(0, None))
+    linear = np.sum(c * np.asarray(result.x))
+    assert lp.status == 0
+    assert lp.fun - 1e-9 <= linear <= lp.fun + EPS * n * np.log(n)
 
 
 @pytest.mark.parametrize("rule", ["polak_ribiere", "fletcher_reeves", "hager_zhang"])
