@@ -24,5 +24,8 @@ setup(
             "pytest-xdist>=3.5",
             "hypothesis>=6.100",
         ],
+        "bench": [
+            "pymanopt>=2.2",
+        ],
     },
 )
