@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from manifold_opt.manifolds.base import check_option
 from manifold_opt.solvers import common
-from manifold_opt.solvers.line_search import armijo_backtracking, initial_step
+from manifold_opt.solvers.line_search import STEP_RULES, first_search_memory, search
 from manifold_opt.solvers.result import SolverResult
 
 BETA_RULES = ("hestenes_stiefel", "polak_ribiere", "fletcher_reeves", "hager_zhang")
@@ -45,7 +45,7 @@ def _beta(rule, manifold, y, g_new, g_old_t, d_t, g_old_norm):
     return jnp.maximum(beta, lower)
 
 
-@common.jitted_solver(static_argnames=("max_iterations", "log", "beta_rule", "max_line_search_steps"))
+@common.jitted_solver(static_argnames=("max_iterations", "log", "beta_rule", "initial_step_rule", "max_line_search_steps"))
 def conjugate_gradient(
     cost,
     manifold,
@@ -56,24 +56,26 @@ def conjugate_gradient(
     cost_tolerance=0.0,
     beta_rule: str = "hestenes_stiefel",
     log: bool = False,
+    initial_step_rule: str = "quadratic",
     sufficient_decrease=1e-4,
     contraction=0.5,
     max_line_search_steps: int = 25,
 ) -> SolverResult:
     """Minimize `cost` on `manifold` by nonlinear CG (`beta_rule` one of BETA_RULES).
 
-    Stopping and compilation as in `steepest_descent`."""
+    Line search, stopping and compilation as in `steepest_descent`."""
     check_option("conjugate_gradient", "beta_rule", beta_rule, BETA_RULES)
+    check_option("conjugate_gradient", "initial_step_rule", initial_step_rule, STEP_RULES)
     common.check_solver_args("conjugate_gradient", cost, manifold, x0, max_iterations)
 
-    def step(it, direction):
+    def step(it, extras):
+        direction, memory = extras
         slope = common.inner(manifold, it.x, it.grad, direction)
         restart = ~(slope < 0)
         direction = common.select(restart, common.scale(-1.0, it.grad), direction)
         slope = jnp.where(restart, -it.grad_norm**2, slope)
-        t0 = initial_step(manifold, it.x, direction, it.value, it.previous_value, slope, it.iteration)
-        _, y, fy = armijo_backtracking(
-            cost, manifold, it.x, it.value, direction, slope, t0,
+        y, fy, memory = search(
+            cost, manifold, it, direction, slope, memory, initial_step_rule,
             sufficient_decrease=sufficient_decrease, contraction=contraction, max_steps=max_line_search_steps,
         )
         _, gy = common.value_and_rgrad(cost, manifold, y)
@@ -81,8 +83,9 @@ def conjugate_gradient(
         d_t = manifold.transport(it.x, y, direction)
         beta = _beta(beta_rule, manifold, y, gy, g_old_t, d_t, it.grad_norm)
         new_direction = common.axpy(beta, d_t, common.scale(-1.0, gy))
-        return common.advance(manifold, it, y, fy, gy), new_direction
+        return common.advance(manifold, it, y, fy, gy), (new_direction, memory)
 
     it = common.start(cost, manifold, x0, log, max_iterations)
-    result, _ = common.run(step, it, common.scale(-1.0, it.grad), max_iterations, tolerance, cost_tolerance)
+    extras = (common.scale(-1.0, it.grad), first_search_memory(it.grad_norm.dtype))
+    result, _ = common.run(step, it, extras, max_iterations, tolerance, cost_tolerance)
     return result

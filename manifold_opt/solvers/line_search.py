@@ -1,4 +1,4 @@
-"""Armijo backtracking along a retraction, and the initial step guess it starts from."""
+"""Armijo backtracking along a retraction, and the initial step guesses it starts from."""
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -16,13 +16,22 @@ def initial_step(manifold, x, direction, value, previous_value, slope, iteration
     return jnp.where(usable, guess, fallback)
 
 
+def adaptive_initial_step(manifold, x, direction, previous_step, previous_trials, iteration):
+    """First trial step of the adaptive rule (Manopt's linesearch_adaptive): the last accepted step
+    when it took exactly one backtrack, twice it otherwise (aiming at one backtrack per search);
+    1 / ||d|| at the first iteration or after a failed search."""
+    fallback = 1.0 / jnp.maximum(norm(manifold, x, direction), jnp.finfo(previous_step.dtype).tiny)
+    guess = jnp.where(previous_trials == 2, previous_step, 2.0 * previous_step)
+    return jnp.where((iteration > 0) & (previous_step > 0), guess, fallback)
+
+
 def armijo_backtracking(
     cost, manifold, x, value, direction, slope, step, *, sufficient_decrease=1e-4, contraction=0.5, max_steps=25
 ):
     """Largest t = step * contraction^i (i < max_steps) with f(R_x(t d)) <= f(x) + c t <grad f, d>.
 
-    `slope` = <grad f(x), d>_x < 0. Returns (t, R_x(t d), f(R_x(t d))), or (0, x, f(x)) when no
-    trial point passes (NaN costs never pass)."""
+    `slope` = <grad f(x), d>_x < 0. Returns (t, R_x(t d), f(R_x(t d)), number of cost
+    evaluations), with t = 0 and the point x when no trial passes (NaN costs never pass)."""
 
     def trial(t):
         y = manifold.retract(x, scale(t, direction))
@@ -42,6 +51,26 @@ def armijo_backtracking(
         return t, y, fy, i + 1
 
     y0, f0 = trial(step)
-    t, y, fy, _ = lax.while_loop(cond, body, (step, y0, f0, 0))
+    t, y, fy, trials = lax.while_loop(cond, body, (step, y0, f0, jnp.int32(1)))
     failed = fails(fy, t)
-    return jnp.where(failed, jnp.zeros_like(t), t), select(failed, x, y), jnp.where(failed, value, fy)
+    return jnp.where(failed, jnp.zeros_like(t), t), select(failed, x, y), jnp.where(failed, value, fy), trials
+
+
+STEP_RULES = ("quadratic", "adaptive")
+
+
+def first_search_memory(dtype):
+    """The (step, cost evaluations) memory `search` starts from."""
+    return jnp.zeros([], dtype), jnp.zeros([], jnp.int32)
+
+
+def search(cost, manifold, it, direction, slope, memory, rule, **armijo_options):
+    """Armijo backtracking from iterate `it` along `direction`, started by `rule` (one of
+    STEP_RULES; "quadratic" is `initial_step`, "adaptive" is `adaptive_initial_step`).
+    `memory` is the (step, evaluations) of the previous search. Returns (y, f(y), memory)."""
+    if rule == "adaptive":
+        t0 = adaptive_initial_step(manifold, it.x, direction, memory[0], memory[1], it.iteration)
+    else:
+        t0 = initial_step(manifold, it.x, direction, it.value, it.previous_value, slope, it.iteration)
+    t, y, fy, trials = armijo_backtracking(cost, manifold, it.x, it.value, direction, slope, t0, **armijo_options)
+    return y, fy, (t.astype(memory[0].dtype), trials)

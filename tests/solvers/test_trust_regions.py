@@ -81,11 +81,11 @@ def test_armijo_backtracking_sufficient_decrease_and_failure():
     x = jnp.asarray(rng.standard_normal(5))
     value, grad = value_and_rgrad(cost, manifold, x)
     slope = -inner(manifold, x, grad, grad)
-    t, y, fy = armijo_backtracking(cost, manifold, x, value, -grad, slope, 100.0)
+    t, y, fy, _ = armijo_backtracking(cost, manifold, x, value, -grad, slope, 100.0)
     assert float(t) == 1.5625
     assert float(fy) <= float(value) + 1e-4 * float(t) * float(slope)
     np.testing.assert_allclose(float(fy), float(cost(y)), rtol=1e-14)
     # an ascent direction never passes: no step, the point is unchanged
-    t, y, fy = armijo_backtracking(cost, manifold, x, value, grad, -slope, 1.0, max_steps=5)
+    t, y, fy, _ = armijo_backtracking(cost, manifold, x, value, grad, -slope, 1.0, max_steps=5)
     assert float(t) == 0.0 and float(fy) == float(value)
     np.testing.assert_array_equal(np.asarray(y), np.asarray(x))
