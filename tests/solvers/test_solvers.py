@@ -146,6 +146,13 @@ def test_conjugate_gradient_beta_rules(rule):
     assert relative_gap(result.value, optimum) < 1e-6
 
 
+@pytest.mark.parametrize("solver", ["steepest_descent", "conjugate_gradient"])
+def test_adaptive_initial_step_rule(solver):
+    manifold, cost, optimum, x0 = dominant_subspace(np.random.default_rng(8))
+    result = SOLVERS[solver](cost, manifold, x0, max_iterations=3000, tolerance=1e-9, initial_step_rule="adaptive")
+    assert relative_gap(result.value, optimum) < 1e-6
+
+
 @pytest.mark.parametrize("solver", list(SOLVERS))
 def test_log_records_the_iterates(solver):
     manifold, cost, _, _ = brockett(np.random.default_rng(0))
@@ -204,5 +211,7 @@ def test_bad_input_raises():
         mo.solvers.conjugate_gradient(cost, manifold, x0[:, :2])
     with pytest.raises(ValueError, match="beta_rule"):
         mo.solvers.conjugate_gradient(cost, manifold, x0, beta_rule="dai_yuan")
+    with pytest.raises(ValueError, match="initial_step_rule"):
+        mo.solvers.steepest_descent(cost, manifold, x0, initial_step_rule="wolfe")
     with pytest.raises(ValueError, match="max_iterations"):
         mo.solvers.trust_regions(cost, manifold, x0, max_iterations=-1)
