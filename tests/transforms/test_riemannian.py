@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 import manifold_opt as mo
-from manifold_opt.manifolds import Grassmann, OrthogonalGroup, Sphere, Stiefel
+from manifold_opt.manifolds import Birkhoff, Grassmann, Oblique, OrthogonalGroup, Sphere, Stiefel
 
 
 # ----- float64 NumPy references (Euclidean metric, projection transport) ----------------------
@@ -171,6 +171,8 @@ def test_float32_feasibility_after_ten_thousand_adam_steps():
         "grassmann": Grassmann(7, 2),
         "orthogonal": OrthogonalGroup(4),
         "spheres": Sphere(5),
+        "oblique": Oblique(5, 3),
+        "birkhoff": Birkhoff(4),
         "free": None,
     }
     keys = jax.random.split(jax.random.key(0), 2 * len(manifolds))
