@@ -10,6 +10,10 @@ the one place that walks such trees:
 - `map_manifold_tree(fn, manifolds, params, *rest)` maps `fn(manifold, param, *rest_leaves)`
   over the leaves, with `None` replaced by `UNCONSTRAINED`.
 
+The manifold tree only has to be a prefix of the params: a leaf may sit over a wrapper node
+holding one array (a Flax `Variable`, as `nnx.Optimizer.init` passes them) or over an empty
+subtree (an `optax.MaskedNode` inside `optax.partition`, skipped). For Flax models build the
+tree from `nnx.as_pure(nnx.state(model, nnx.Param))` so the rule paths read 'dense/kernel'.
 JAX treats `None` as an empty subtree, so every flatten here passes `is_leaf=is_manifold_leaf`.
 """
 from __future__ import annotations
