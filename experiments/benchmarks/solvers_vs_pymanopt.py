@@ -18,6 +18,7 @@ max_iterations (its cost is monotone in k).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import jax
@@ -176,7 +177,8 @@ def main():
         problems = {"brockett St(500,10)": brockett(rng, 500, 10),
                     "dominant Gr(1000,10)": dominant_subspace(rng, 1000, 10),
                     "procrustes O(50)": procrustes(rng, 50)}
-    print(f"device: {jax.devices()[0].device_kind}; float64; time to {TOLERANCE:g} relative suboptimality")
+    print(f"device: {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
+          f"float64; time to {TOLERANCE:g} relative suboptimality")
     rows = []
     for label, problem in problems.items():
         ours = time_ours(problem, max_iterations=5_000)
@@ -189,6 +191,7 @@ def main():
                   f"run {entry[0]:8.4f} s  iterations {entry[1]}"))
         best = min((e[0], n, e[1]) for n, e in ours.items() if e is not None)
         fastest_theirs = min(e[0] for e in theirs.values() if e is not None)
+        print(f"  (load average now {os.getloadavg()[0]:.1f})")
         rows.append((label, theirs.get("ConjugateGradient"), theirs.get("TrustRegions"), best, fastest_theirs))
     print()
     print("| problem | Pymanopt CG (s) | Pymanopt TR (s) | ours: best solver, run (s) | our compile (s) | speedup |")
