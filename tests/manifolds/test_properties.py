@@ -278,16 +278,15 @@ def test_manifolds_are_hashable_static_arguments(name):
     assert float(out) < 1e-10
 
 
-def wrong_shape(m, x):
-    """x with one extra column/entry in its last axis (a tuple for a Product)."""
-    bad = tmap(lambda a: jnp.concatenate([a, a[..., :1]], axis=-1), x)
-    return bad
+def wrong_shape(x):
+    """x with one extra column/entry in its last axis (factorwise for a Product)."""
+    return tmap(lambda a: jnp.concatenate([a, a[..., :1]], axis=-1), x)
 
 
 @pytest.mark.parametrize("name", IDS)
 def test_methods_reject_wrong_shapes_naming_the_argument(name):
     m, x, u, _ = setup(name)
-    bad = wrong_shape(m, x)
+    bad = wrong_shape(x)
     calls = {
         "x": [lambda: m.proj(bad, u), lambda: m.retract(bad, u), lambda: m.feasibility(bad),
               lambda: m.project(bad), lambda: m.random_tangent(jax.random.PRNGKey(0), bad)],
