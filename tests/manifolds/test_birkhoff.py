@@ -64,11 +64,13 @@ def test_project_and_feasibility():
     x = doubly_stochastic(rng)
     ref = max(np.abs(a.sum(0) - 1).max(), np.abs(a.sum(1) - 1).max())
     np.testing.assert_allclose(m.feasibility(a), ref, rtol=1e-12)
+    d = x[0, 1] + 0.1  # a zero-sum 2x2 move that makes neg[0, 1] = -0.1: sums stay 1
     neg = x.copy()
-    neg[0, 0] += 0.1
-    neg[0, 1] -= 0.1
-    neg[1, 0] -= 0.1
-    neg[1, 1] += 0.1  # sums still exact; maybe negative entries
+    neg[0, 0] += d
+    neg[0, 1] -= d
+    neg[1, 0] -= d
+    neg[1, 1] += d
+    assert neg.min() < 0
     np.testing.assert_allclose(m.feasibility(neg), np.maximum(-neg, 0).sum(), atol=1e-12)
 
 
