@@ -3,5 +3,16 @@
     import manifold_opt as mo
 """
 from manifold_opt import linalg, manifolds
+from manifold_opt import parallel, transforms
+from manifold_opt.transforms import auon, conda, hybrid_auon, muon, normuon, root, spectral_clip
+from manifold_opt.transforms import (
+    scale_by_auon,
+    scale_by_conda,
+    scale_by_hybrid_auon,
+    scale_by_muon,
+    scale_by_normuon,
+    scale_by_root,
+    scale_by_spectral_clip,
+)
 
 __version__ = "0.1.0"

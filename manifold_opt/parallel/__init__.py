@@ -1,0 +1,2 @@
+"""Mesh and sharding helpers, distributed orthogonalization."""
+from manifold_opt.parallel.orthogonalize import sharded_orthogonalizer

@@ -1,0 +1,15 @@
+"""optax GradientTransformations built from the manifolds and kernels."""
+from manifold_opt.transforms.auon import auon, hybrid_auon, scale_by_auon, scale_by_hybrid_auon
+from manifold_opt.transforms.conda import conda, scale_by_conda
+from manifold_opt.transforms.matrix_params import (
+    DimensionNumbers,
+    default_dimension_numbers,
+    matrix_labels,
+    orthogonalized_optimizer,
+    resolve_dimension_numbers,
+    scale_by_shape,
+)
+from manifold_opt.transforms.muon import muon, scale_by_muon
+from manifold_opt.transforms.normuon import normuon, scale_by_normuon
+from manifold_opt.transforms.root import root, scale_by_root
+from manifold_opt.transforms.spectral_clip import scale_by_spectral_clip, soft_spectral_clip, spectral_clip
