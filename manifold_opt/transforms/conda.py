@@ -35,8 +35,12 @@ from manifold_opt.transforms.momentum import check_beta
 class CondaState(NamedTuple):
     count: jax.Array
     mu: optax.Updates
-    nu: optax.Updates  # per leaf: (batch, fan_out, fan_in) float32, projected coordinates
-    basis: optax.Updates  # per leaf: (batch, k, k) float32, k = min(fan_in, fan_out)
+    nu: optax.Updates  # per leaf: (batch, fan_out, fan_in), projected coordinates
+    basis: optax.Updates  # per leaf: (batch, k, k), k = min(fan_in, fan_out)
+
+
+def _at_least_f32(x: jax.Array) -> jax.Array:
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def _rows_ge_cols(w: jax.Array) -> bool:
@@ -44,8 +48,9 @@ def _rows_ge_cols(w: jax.Array) -> bool:
 
 
 def singular_basis(w: jax.Array) -> jax.Array:
-    """Vh^T (cols x cols) if w (..., rows, cols) has rows >= cols, else U (rows x rows)."""
-    u, _, vh = jnp.linalg.svd(w.astype(jnp.float32), full_matrices=False)
+    """Vh^T (cols x cols) if w (..., rows, cols) has rows >= cols, else U (rows x rows); SVD in
+    at least float32."""
+    u, _, vh = jnp.linalg.svd(_at_least_f32(w), full_matrices=False)
     return jnp.swapaxes(vh, -1, -2) if _rows_ge_cols(w) else u
 
 
@@ -78,12 +83,12 @@ def scale_by_conda(
 
     def init_fn(params):
         dims = resolve_dimension_numbers(params, weight_dimension_numbers)
-        nu = jax.tree.map(lambda x, d: jnp.zeros(reference_layout(x, d).shape, jnp.float32), params, dims)
+        nu = jax.tree.map(lambda x, d: _at_least_f32(jnp.zeros_like(reference_layout(x, d))), params, dims)
 
         def basis(x, d):
             w = reference_layout(x, d)
             k = min(w.shape[-2:])
-            return jnp.zeros(w.shape[:-2] + (k, k), jnp.float32)
+            return _at_least_f32(jnp.zeros(w.shape[:-2] + (k, k), w.dtype))
 
         return CondaState(jnp.zeros([], jnp.int32), optax.tree.zeros_like(params), nu,
                           jax.tree.map(basis, params, dims))
@@ -98,17 +103,17 @@ def scale_by_conda(
             lambda: state.basis,
         )
         count = optax.safe_increment(state.count)
-        t = count.astype(jnp.float32)
+        t = count.astype(jnp.result_type(float))
         step = scale * jnp.sqrt(1 - b2**t) / (1 - b1**t)
 
         def second_moment(g, d, v, q):
-            return v + (1 - b2) * (project(reference_layout(g, d).astype(jnp.float32), q) ** 2 - v)
+            return v + (1 - b2) * (project(_at_least_f32(reference_layout(g, d)), q) ** 2 - v)
 
         nu = jax.tree.map(second_moment, updates, dims, state.nu, basis)
 
         def direction(m, d, v, q):
-            m_tilde = project(reference_layout(m, d).astype(jnp.float32), q)
-            u = back_project(m_tilde / (jnp.sqrt(v) + eps), q) * step
+            m_tilde = project(_at_least_f32(reference_layout(m, d)), q)
+            u = back_project(m_tilde / (jnp.sqrt(v) + eps), q) * step.astype(v.dtype)
             return from_matrices(jnp.swapaxes(u, -1, -2), m, d).astype(m.dtype)
 
         out = jax.tree.map(direction, mu, dims, nu, basis)

@@ -51,13 +51,15 @@ def scale_by_muon(
         count = optax.safe_increment(state.count)
         mu, u = ema_momentum(updates, state.mu, beta, nesterov and not bias_correction)
         if bias_correction:
-            t = count.astype(jax.numpy.float32)
+            t = count.astype(jax.numpy.result_type(float))
+            c1, c0 = (1 - beta ** (t + 1)), (1 - beta**t)
             if nesterov:
                 u = jax.tree.map(
-                    lambda m, g: beta * m / (1 - beta ** (t + 1)) + (1 - beta) * g / (1 - beta**t), mu, updates
+                    lambda m, g: (beta * m / c1.astype(m.dtype) + (1 - beta) * g.astype(m.dtype) / c0.astype(m.dtype)),
+                    mu, updates,
                 )
             else:
-                u = jax.tree.map(lambda m: m / (1 - beta**t), mu)
+                u = jax.tree.map(lambda m: m / c0.astype(m.dtype), mu)
         out = orthogonalize_matrices(ns, u, weight_dimension_numbers, name="scale_by_muon", orthogonalizer=orthogonalizer)
         return out, MomentumState(count, mu)
 

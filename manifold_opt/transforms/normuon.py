@@ -40,7 +40,7 @@ from manifold_opt.transforms.momentum import check_beta, ema_momentum
 class NorMuonState(NamedTuple):
     count: jax.Array
     mu: optax.Updates
-    nu: optax.Updates  # per leaf: (batch, fan_out) float32 second moment of O
+    nu: optax.Updates  # per leaf: (batch, fan_out) second moment of O, at least float32
 
 
 def scale_by_normuon(
@@ -70,12 +70,12 @@ def scale_by_normuon(
         def nu(x, d):
             if d is None:
                 raise ValueError(f"scale_by_normuon: got a non-matrix leaf of shape {x.shape}")
-            return jnp.zeros(to_matrices(x, d).shape[::2], jnp.float32)
+            return jnp.zeros(to_matrices(x, d).shape[::2], jnp.promote_types(x.dtype, jnp.float32))
 
         return NorMuonState(jnp.zeros([], jnp.int32), optax.tree.zeros_like(params), jax.tree.map(nu, params, dims))
 
     def normalize(o, nu):
-        o32 = o.astype(jnp.float32)
+        o32 = o.astype(nu.dtype)
         o_hat = o32 / (jnp.sqrt(nu)[..., None, :] + 1e-10)
         o_hat_norm = jnp.linalg.norm(o_hat, axis=(-2, -1), keepdims=True) + 1e-10
         if scaling == "paper":
@@ -91,7 +91,7 @@ def scale_by_normuon(
                                    orthogonalizer=orthogonalizer)
         dims = resolve_dimension_numbers(o, weight_dimension_numbers)
         nu = jax.tree.map(
-            lambda x, d, v: v + (1 - beta2) * (jnp.mean(to_matrices(x, d).astype(jnp.float32) ** 2, axis=-2) - v),
+            lambda x, d, v: v + (1 - beta2) * (jnp.mean(to_matrices(x, d).astype(v.dtype) ** 2, axis=-2) - v),
             o, dims, state.nu,
         )
         out = map_matrices(normalize, o, weight_dimension_numbers, name="scale_by_normuon", extra=nu)
