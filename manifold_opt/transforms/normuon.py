@@ -26,7 +26,6 @@ from manifold_opt.linalg.polar import newton_schulz, ns_coefficients
 from manifold_opt.manifolds.base import check_option
 from manifold_opt.transforms.matrix_params import (
     Orthogonalizer,
-    fans,
     map_matrices,
     orthogonalize_matrices,
     orthogonalized_optimizer,

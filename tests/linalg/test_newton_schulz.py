@@ -1,6 +1,5 @@
 """Newton-Schulz polar iteration: spectral mapping, coefficient bands, Polar Express, ROOT table,
 dtypes, and the coupled Newton-Schulz inverse square root (SPECTRA's kernel)."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
