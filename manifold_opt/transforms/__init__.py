@@ -13,3 +13,27 @@ from manifold_opt.transforms.muon import muon, scale_by_muon
 from manifold_opt.transforms.normuon import normuon, scale_by_normuon
 from manifold_opt.transforms.root import root, scale_by_root
 from manifold_opt.transforms.spectral_clip import scale_by_spectral_clip, soft_spectral_clip, spectral_clip
+
+__all__ = [
+    "DimensionNumbers",
+    "auon",
+    "conda",
+    "default_dimension_numbers",
+    "hybrid_auon",
+    "matrix_labels",
+    "muon",
+    "normuon",
+    "orthogonalized_optimizer",
+    "resolve_dimension_numbers",
+    "root",
+    "scale_by_auon",
+    "scale_by_conda",
+    "scale_by_hybrid_auon",
+    "scale_by_muon",
+    "scale_by_normuon",
+    "scale_by_root",
+    "scale_by_shape",
+    "scale_by_spectral_clip",
+    "soft_spectral_clip",
+    "spectral_clip",
+]
