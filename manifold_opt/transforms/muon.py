@@ -89,8 +89,8 @@ def muon(
     `consistent_rms=r` replaces the width scale by r sqrt(max(fan_in, fan_out)) (Moonlight 0.2).
     `weight_dimension_numbers` selects the matrices (see transforms.matrix_params).
     `guard_nonfinite=True` skips any step whose gradients hold NaN/inf: zero update, state kept.
-    The other optimizers (auon, hybrid_auon, normuon, conda, root, spectral_clip) take the same
-    selection, guard and adam_* keywords.
+    The other optimizers take the same selection and guard keywords, and the same adam_*
+    keywords (spectral_clip: adam_learning_rate and adam_weight_decay; it shares its betas).
     """
     core = scale_by_muon(
         beta, nesterov=nesterov, bias_correction=bias_correction, ns_steps=ns_steps, ns_coeffs=ns_coeffs,
