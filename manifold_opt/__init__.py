@@ -2,8 +2,27 @@
 
     import manifold_opt as mo
 """
-from manifold_opt import linalg, manifolds, solvers
+from manifold_opt import linalg, manifolds, parallel, solvers, transforms
 from manifold_opt.manifolds.tree import manifold_tree
-from manifold_opt.transforms import project_to_tangent, retract, riemannian_adam, riemannian_sgd
+from manifold_opt.transforms import (
+    auon,
+    conda,
+    hybrid_auon,
+    muon,
+    normuon,
+    project_to_tangent,
+    retract,
+    riemannian_adam,
+    riemannian_sgd,
+    root,
+    scale_by_auon,
+    scale_by_conda,
+    scale_by_hybrid_auon,
+    scale_by_muon,
+    scale_by_normuon,
+    scale_by_root,
+    scale_by_spectral_clip,
+    spectral_clip,
+)
 
 __version__ = "0.1.0"
