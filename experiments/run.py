@@ -1,0 +1,51 @@
+"""Run an experiment from a config file:
+
+    python -m experiments.run --config configs/<name>.py --workdir DIR [--config.key=value ...]
+
+The workdir receives TensorBoard scalars, metrics.jsonl histories, summary.json, PNG plots
+and orbax checkpoints; rerunning with the same workdir resumes from the last checkpoint.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from experiments import harness, registry
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and plots.", required=True)
+
+
+def parse_flags(argv):
+    """Parse flags; an unknown config key or an unparsable value exits naming the flag."""
+    try:
+        return flags.FLAGS(argv)
+    except AttributeError as e:  # locked ConfigDict: unknown key
+        key = next((a.split("=")[0] for a in argv if a.startswith("--config.") and str(e).strip("\"'") in a), "")
+        sys.exit(f"experiments.run: unknown config key in {key or argv}: {e}")
+    except flags.Error as e:
+        sys.exit(f"experiments.run: {e}")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        config = harness.resolve(_CONFIG.value)
+        harness.check_common(config)
+        run = registry.get(config.experiment)
+        metrics = run(config, _WORKDIR.value)
+    except harness.Preempted as e:
+        logging.warning("%s", e)
+        sys.exit(f"experiments.run: {e}")
+    except ValueError as e:
+        sys.exit(f"experiments.run: {e}")
+    print("final metrics:")
+    for key in sorted(metrics):
+        print(f"  {key}: {metrics[key]:.6g}")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)
