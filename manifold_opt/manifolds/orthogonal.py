@@ -1,0 +1,137 @@
+"""The orthogonal group O(n) = {X : X^T X = I}, or SO(n) (det X = +1) when `special`.
+
+Tangent vectors at X are ambient matrices X W with W skew-symmetric; proj(X, U) = X skew(X^T U)
+and the metric is tr(U^T V) (bi-invariant). Retractions, with W = skew(X^T U):
+"qr" (Q of X + U, diag(R) > 0), "polar" ((X + U) ((X + U)^T (X + U))^{-1/2}),
+"cayley" (X cayley(W / 2) = X (I - W/2)^{-1} (I + W/2)), "exp" (X expm(W), the geodesic).
+All four keep det X, so SO(n) is preserved.
+
+log_X(Y) = X L with L = logm(X^T Y) skew. JAX has no general logm; for an orthogonal Q the parts
+S = (Q + Q^T)/2 and A = (Q - Q^T)/2 commute (Q is normal), and on each rotation block
+Q = [[c, -s], [s, c]] with c = cos t, s = sin t: L = t J = A t / sin t. Hence
+
+    L = A g(S),   g(c) = arccos(c) / sqrt(1 - c^2)  (g -> 1 as c -> 1),
+
+evaluated through an eigendecomposition of S (matmuls and eigh only, GPU friendly). Valid when
+X^T Y has no eigenvalue -1 (rotation angles below pi), which excludes X, Y in different
+components of O(n).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import expm
+
+from manifold_opt import linalg
+from manifold_opt.manifolds._matrix import (
+    orthonormality_error,
+    polar_by_gram,
+    qr_positive,
+    skew,
+    transpose,
+)
+from manifold_opt.manifolds.base import Manifold, check_option, check_positive_int
+
+RETRACTIONS = ("qr", "polar", "cayley", "exp")
+
+
+def _theta_over_sin(c: jax.Array) -> jax.Array:
+    """g(c) = arccos(c) / sqrt(1 - c^2) for c in [-1, 1), smooth at c = 1 (series 1 + t^2/6)."""
+    theta = jnp.arccos(jnp.clip(c, -1, 1))
+    small = theta < 1e-3
+    safe = jnp.where(small, 1.0, theta)
+    return jnp.where(small, 1 + theta**2 / 6, safe / jnp.sin(safe))
+
+
+def skew_log_orthogonal(q: jax.Array) -> jax.Array:
+    """Principal logarithm L (skew) of an orthogonal q (..., n, n) without eigenvalue -1."""
+    s = (q + transpose(q)) / 2
+    a = (q - transpose(q)) / 2
+    c, v = jnp.linalg.eigh(s)
+    g = (v * _theta_over_sin(c)[..., None, :]) @ transpose(v)
+    return skew(a @ g)
+
+
+def _flip_first_column_if(x: jax.Array, flip: jax.Array) -> jax.Array:
+    sign = jnp.where(flip, -1, 1).astype(x.dtype)
+    return x.at[..., :, 0].multiply(sign[..., None])
+
+
+@dataclasses.dataclass(frozen=True)
+class OrthogonalGroup(Manifold):
+    """n x n orthogonal matrices (rotations only when `special`)."""
+
+    n: int
+    special: bool = False
+    retraction: str = "qr"
+
+    def __post_init__(self):
+        n = check_positive_int("OrthogonalGroup", "n", self.n)
+        if not isinstance(self.special, bool):
+            raise ValueError(f"OrthogonalGroup: special must be a bool, got {self.special!r}")
+        check_option("OrthogonalGroup", "retraction", self.retraction, RETRACTIONS)
+        object.__setattr__(self, "n", n)
+
+    @property
+    def shape(self):
+        return (self.n, self.n)
+
+    @property
+    def dim(self):
+        return self.n * (self.n - 1) // 2
+
+    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+        """Haar-distributed on O(n) (QR of a Gaussian, diag(R) > 0); on SO(n) the first column
+        is negated where det = -1."""
+        x = qr_positive(jax.random.normal(key, tuple(batch_shape) + self.shape, dtype))
+        if self.special:
+            x = _flip_first_column_if(x, jnp.linalg.det(x) < 0)
+        return x
+
+    def proj(self, x, u):
+        self.check_point(x)
+        self.check_point(u, "u")
+        return x @ skew(transpose(x) @ u)
+
+    def retract(self, x, u):
+        self.check_point(x)
+        self.check_point(u, "u")
+        if self.retraction == "qr":
+            return qr_positive(x + u)
+        if self.retraction == "polar":
+            return polar_by_gram(x + u)
+        w = skew(transpose(x) @ u)
+        if self.retraction == "cayley":
+            return x @ linalg.cayley(w / 2)
+        return x @ expm(w)
+
+    def project(self, x):
+        """Nearest orthogonal matrix (polar factor); for SO(n) the nearest rotation
+        U diag(1, ..., 1, det(U V^T)) V^T (Kabsch / orthogonal Procrustes)."""
+        self.check_point(x)
+        if not self.special:
+            return linalg.polar(x)
+        u, _, vh = jnp.linalg.svd(x)
+        d = jnp.sign(jnp.linalg.det(u) * jnp.linalg.det(vh))
+        u = u.at[..., :, -1].multiply(d[..., None])
+        return u @ vh
+
+    def feasibility(self, x):
+        """||X^T X - I||_F, plus |det X - 1| on SO(n)."""
+        self.check_point(x)
+        err = orthonormality_error(x)
+        if self.special:
+            err = err + jnp.abs(jnp.linalg.det(x) - 1)
+        return err
+
+    def exp(self, x, u):
+        self.check_point(x)
+        self.check_point(u, "u")
+        return x @ expm(skew(transpose(x) @ u))
+
+    def log(self, x, y):
+        self.check_point(x)
+        self.check_point(y, "y")
+        return x @ skew_log_orthogonal(transpose(x) @ y)

@@ -1,0 +1,113 @@
+"""The Stiefel manifold St(n, p) = {X in R^{n x p} : X^T X = I}.
+
+Tangent space at X: {U : X^T U + U^T X = 0}, dimension n p - p (p + 1) / 2. Two metrics
+(Edelman, Arias & Smith 1998):
+- "euclidean": <U, V> = tr(U^T V), Riemannian gradient = proj(X, G);
+- "canonical": <U, V>_X = tr(U^T (I - X X^T / 2) V), Riemannian gradient G - X G^T X.
+The orthogonal projection proj(X, U) = U - X sym(X^T U) is the same for both metrics; only
+egrad_to_rgrad differs.
+
+Retractions: "qr" (Q of X + U with diag(R) > 0), "polar" ((X + U)((X+U)^T (X+U))^{-1/2} by a
+p x p eigh), "cayley" (Wen & Yin 2013, low-rank form). QR and polar re-orthonormalize at every
+step; Cayley preserves any orthogonality error, so re-`project` periodically when using it.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from manifold_opt import linalg
+from manifold_opt.manifolds._matrix import (
+    cayley_stiefel,
+    orthonormality_error,
+    polar_by_gram,
+    qr_positive,
+    sym,
+    transpose,
+)
+from manifold_opt.manifolds.base import Manifold, check_option, check_positive_int
+
+RETRACTIONS = ("qr", "polar", "cayley")
+METRICS = ("euclidean", "canonical")
+
+
+@dataclasses.dataclass(frozen=True)
+class Stiefel(Manifold):
+    """n x p matrices with orthonormal columns."""
+
+    n: int
+    p: int
+    retraction: str = "qr"
+    metric: str = "euclidean"
+
+    def __post_init__(self):
+        n = check_positive_int("Stiefel", "n", self.n)
+        p = check_positive_int("Stiefel", "p", self.p)
+        if p > n:
+            raise ValueError(f"Stiefel: p must be <= n, got p={p} > n={n}")
+        check_option("Stiefel", "retraction", self.retraction, RETRACTIONS)
+        check_option("Stiefel", "metric", self.metric, METRICS)
+        object.__setattr__(self, "n", n)
+        object.__setattr__(self, "p", p)
+
+    @property
+    def shape(self):
+        return (self.n, self.p)
+
+    @property
+    def dim(self):
+        return self.n * self.p - self.p * (self.p + 1) // 2
+
+    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+        return qr_positive(jax.random.normal(key, tuple(batch_shape) + self.shape, dtype))
+
+    def proj(self, x, u):
+        self.check_point(x)
+        self.check_point(u, "u")
+        return u - x @ sym(transpose(x) @ u)
+
+    def egrad_to_rgrad(self, x, egrad):
+        if self.metric == "euclidean":
+            return self.proj(x, egrad)
+        self.check_point(x)
+        self.check_point(egrad, "egrad")
+        return egrad - x @ transpose(egrad) @ x
+
+    def inner(self, x, u, v):
+        self.check_point(x)
+        self.check_point(u, "u")
+        self.check_point(v, "v")
+        euclid = jnp.sum(u * v, axis=(-2, -1))
+        if self.metric == "euclidean":
+            return euclid
+        return euclid - jnp.sum((transpose(x) @ u) * (transpose(x) @ v), axis=(-2, -1)) / 2
+
+    def retract(self, x, u):
+        self.check_point(x)
+        self.check_point(u, "u")
+        if self.retraction == "qr":
+            return qr_positive(x + u)
+        if self.retraction == "polar":
+            return polar_by_gram(x + u)
+        return cayley_stiefel(x, u)
+
+    def retract_transport(self, x, u, v):
+        """With the Cayley retraction, one 2p x 2p solve gives both R_x(u) and the isometric
+        Cayley transport Q v (Zhu 2017), which differs from proj(y, v) (both land in T_y);
+        otherwise (retract(x, u), proj(y, v))."""
+        if self.retraction != "cayley":
+            return super().retract_transport(x, u, v)
+        self.check_point(x)
+        self.check_point(u, "u")
+        self.check_point(v, "v")
+        return cayley_stiefel(x, u, v)
+
+    def project(self, x):
+        self.check_point(x)
+        return linalg.polar(x)
+
+    def feasibility(self, x):
+        self.check_point(x)
+        return orthonormality_error(x)

@@ -1,0 +1,136 @@
+"""Manifold trees: which parameters of a pytree live on which manifold.
+
+A manifold tree mirrors a params pytree; each leaf is a `Manifold` or `None` (unconstrained).
+A single `Manifold` (or `None`) stands for itself at every leaf of the params. This module is
+the one place that walks such trees:
+
+- `manifold_tree(params, rules)` builds a tree from glob patterns over '/'-joined key paths,
+- `check_manifold_tree(manifolds, params)` validates one against params (the error names the
+  first mismatching path),
+- `map_manifold_tree(fn, manifolds, params, *rest)` maps `fn(manifold, param, *rest_leaves)`
+  over the leaves, with `None` replaced by `UNCONSTRAINED`.
+
+JAX treats `None` as an empty subtree, so every flatten here passes `is_leaf=is_manifold_leaf`.
+"""
+from __future__ import annotations
+
+import fnmatch
+from typing import Any, Callable, Mapping
+
+import jax
+
+from manifold_opt.manifolds.base import Manifold
+from manifold_opt.manifolds.euclidean import Euclidean
+
+# The stand-in for a `None` leaf: Euclidean space of scalars, so every entry of an unconstrained
+# array is its own factor (per-entry norms; Riemannian Adam reduces to Adam there).
+UNCONSTRAINED = Euclidean(())
+
+
+def is_manifold_leaf(node) -> bool:
+    """True for the leaves of a manifold tree: manifolds and `None`."""
+    return node is None or isinstance(node, Manifold)
+
+
+def path_to_str(path) -> str:
+    """'/'-joined names of a JAX key path, e.g. ('params', 'dense_0', 'kernel')."""
+    parts = []
+    for entry in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(entry, attr):
+                parts.append(str(getattr(entry, attr)))
+                break
+        else:
+            parts.append(str(entry))
+    return "/".join(parts)
+
+
+def manifold_tree(params, rules: Mapping[str, Manifold | None]):
+    """A manifold tree for `params` from glob rules over '/'-joined key paths.
+
+    `rules` maps patterns (`fnmatch` syntax; `*` also matches '/') to a manifold or `None`, e.g.
+    `{"*/mixer": Birkhoff(4), "dense*/kernel": Stiefel(64, 32)}`. The first matching rule wins;
+    parameters matched by no rule are unconstrained (`None`). A rule matching no parameter is a
+    ValueError (usually a typo). The result is validated with `check_manifold_tree`.
+    """
+    if not isinstance(rules, Mapping):
+        raise TypeError(f"manifold_tree: rules must be a mapping pattern -> Manifold, got {type(rules).__name__}")
+    for pattern, manifold in rules.items():
+        if not isinstance(pattern, str):
+            raise TypeError(f"manifold_tree: rule patterns must be str, got {pattern!r}")
+        if not is_manifold_leaf(manifold):
+            raise TypeError(f"manifold_tree: rule {pattern!r} must map to a Manifold or None, got {manifold!r}")
+    used = set()
+
+    def pick(path, _):
+        name = path_to_str(path)
+        for pattern, manifold in rules.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                used.add(pattern)
+                return manifold
+        return None
+
+    tree = jax.tree_util.tree_map_with_path(pick, params)
+    unused = [p for p in rules if p not in used]
+    if unused:
+        names = [path_to_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+        raise ValueError(f"manifold_tree: rule {unused[0]!r} matches no parameter; parameter paths are {names}")
+    check_manifold_tree(tree, params)
+    return tree
+
+
+def broadcast_manifold_tree(manifolds, params):
+    """`manifolds` as a full tree over `params` (a single manifold or None goes to every leaf)."""
+    if is_manifold_leaf(manifolds):
+        return jax.tree_util.tree_map(lambda _: manifolds, params)
+    return manifolds
+
+
+def check_manifold_tree(manifolds, params) -> None:
+    """ValueError naming the first path where `manifolds` and `params` disagree.
+
+    They disagree where one tree has a path the other lacks, where a leaf of `manifolds` is
+    neither a Manifold nor None, or where a parameter's trailing shape is not the manifold's
+    shape (leading batch dimensions are allowed).
+    """
+    manifolds = broadcast_manifold_tree(manifolds, params)
+    m_leaves = jax.tree_util.tree_flatten_with_path(manifolds, is_leaf=is_manifold_leaf)[0]
+    p_leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    m_paths = [path_to_str(p) for p, _ in m_leaves]
+    p_paths = [path_to_str(p) for p, _ in p_leaves]
+    for i in range(max(len(m_paths), len(p_paths))):
+        m_path = m_paths[i] if i < len(m_paths) else None
+        p_path = p_paths[i] if i < len(p_paths) else None
+        if m_path != p_path:
+            raise ValueError(
+                "manifold tree does not match params: "
+                f"manifolds has {m_path!r} where params has {p_path!r} (leaf {i})"
+            )
+    for path, (_, manifold), (_, param) in zip(m_paths, m_leaves, p_leaves):
+        if not is_manifold_leaf(manifold):
+            raise ValueError(f"manifold tree leaf at {path!r} must be a Manifold or None, got {manifold!r}")
+        if manifold is not None:
+            try:
+                manifold.check_point(param, name=f"param {path!r}")
+            except ValueError as err:
+                raise ValueError(f"manifold tree does not match params at {path!r}: {err}") from None
+
+
+def map_manifold_tree(fn: Callable[..., Any], manifolds, params, *rest, num_outputs: int = 1):
+    """`fn(manifold, param, *rest_leaves)` over the leaves of params (None -> UNCONSTRAINED).
+
+    `rest` are pytrees with the structure of `params`. Returns a pytree of that structure, or a
+    tuple of `num_outputs` such pytrees when `fn` returns tuples of that length.
+    """
+    manifolds = broadcast_manifold_tree(manifolds, params)
+    treedef = jax.tree_util.tree_structure(params)
+    m_leaves = jax.tree_util.tree_leaves(manifolds, is_leaf=is_manifold_leaf)
+    p_leaves = treedef.flatten_up_to(params)
+    rest_leaves = [treedef.flatten_up_to(r) for r in rest]
+    out = [
+        fn(UNCONSTRAINED if m is None else m, p, *(r[i] for r in rest_leaves))
+        for i, (m, p) in enumerate(zip(m_leaves, p_leaves))
+    ]
+    if num_outputs == 1:
+        return jax.tree_util.tree_unflatten(treedef, out)
+    return tuple(jax.tree_util.tree_unflatten(treedef, [o[k] for o in out]) for k in range(num_outputs))

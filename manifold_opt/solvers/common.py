@@ -1,0 +1,117 @@
+"""Pieces shared by the Riemannian solvers: tangent-vector algebra over points that may be
+pytrees (Product manifolds) or batches of points (a product of copies), the Riemannian gradient
+by autodiff, the stopping test and the optional per-iteration log."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from manifold_opt.solvers.result import SolverLog, SolverResult
+
+
+class Iterate(NamedTuple):
+    """The loop state every solver shares; solvers carry their own extras beside it."""
+
+    x: jax.Array
+    value: jax.Array
+    grad: jax.Array
+    grad_norm: jax.Array
+    previous_value: jax.Array  # cost before the last accepted step (inf at the start)
+    iteration: jax.Array
+    log: SolverLog | None
+
+
+def value_and_rgrad(cost, manifold, x):
+    """(f(x), egrad_to_rgrad(x, grad f(x))) with the Euclidean gradient by reverse-mode autodiff."""
+    value, egrad = jax.value_and_grad(cost)(x)
+    return value, manifold.egrad_to_rgrad(x, egrad)
+
+
+def inner(manifold, x, u, v):
+    """<u, v>_x summed over all points of a batched x (a scalar)."""
+    return jnp.sum(manifold.inner(x, u, v))
+
+
+def norm(manifold, x, u):
+    return jnp.sqrt(jnp.maximum(inner(manifold, x, u, u), 0.0))
+
+
+def scale(a, u):
+    return jax.tree_util.tree_map(lambda t: (a * t).astype(t.dtype), u)
+
+
+def axpy(a, u, v):
+    """a * u + v for tangent vectors (pytrees)."""
+    return jax.tree_util.tree_map(lambda s, t: (a * s + t).astype(t.dtype), u, v)
+
+
+def select(pred, on_true, on_false):
+    """`pred ? on_true : on_false` over two pytrees of the same structure."""
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def check_solver_args(owner: str, cost, manifold, x0, max_iterations) -> None:
+    """TypeError/ValueError at trace time for a non-callable cost or a point of the wrong shape."""
+    if not callable(cost):
+        raise TypeError(f"{owner}: cost must be a callable x -> scalar, got {type(cost).__name__}")
+    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 0:
+        raise ValueError(f"{owner}: max_iterations must be a nonnegative int, got {max_iterations!r}")
+    if hasattr(manifold, "check_point") and not isinstance(x0, (tuple, list)):
+        manifold.check_point(x0, name="x0")
+    value = jax.eval_shape(cost, x0)
+    if value.shape != ():
+        raise ValueError(f"{owner}: cost must return a scalar, got shape {value.shape}")
+
+
+def start(cost, manifold, x0, log: bool, max_iterations: int) -> Iterate:
+    value, grad = value_and_rgrad(cost, manifold, x0)
+    grad_norm = norm(manifold, x0, grad)
+    return Iterate(
+        x0, value, grad, grad_norm, jnp.full_like(value, jnp.inf), jnp.zeros([], jnp.int32),
+        new_log(log, max_iterations, value, grad_norm),
+    )
+
+
+def advance(manifold, it: Iterate, x, value, grad, accepted=True) -> Iterate:
+    """The next iterate; a rejected step (trust regions) keeps the last accepted cost change."""
+    grad_norm = norm(manifold, x, grad)
+    k = it.iteration + 1
+    previous = jnp.where(accepted, it.value, it.previous_value)
+    return Iterate(x, value, grad, grad_norm, previous, k, write_log(it.log, k, value, grad_norm))
+
+
+def stopped(it: Iterate, tolerance, cost_tolerance):
+    """||grad f|| <= tolerance, or the last cost change |f_prev - f| <= cost_tolerance (1 + |f|)."""
+    small_change = jnp.abs(it.previous_value - it.value) <= cost_tolerance * (1.0 + jnp.abs(it.value))
+    return (it.grad_norm <= tolerance) | small_change
+
+
+def run(step, it: Iterate, extras, max_iterations, tolerance, cost_tolerance) -> tuple[SolverResult, object]:
+    """`(it, extras) <- step(it, extras)` in one lax.while_loop until a stopping test holds."""
+
+    def cond(carry):
+        it, _ = carry
+        return (it.iteration < max_iterations) & ~stopped(it, tolerance, cost_tolerance)
+
+    it, extras = lax.while_loop(cond, lambda carry: step(*carry), (it, extras))
+    result = SolverResult(
+        it.x, it.value, it.grad_norm, it.iteration, stopped(it, tolerance, cost_tolerance), it.log
+    )
+    return result, extras
+
+
+def new_log(enabled: bool, max_iterations: int, value, gradient_norm):
+    """A SolverLog of NaNs with entry 0 filled, or None when logging is off."""
+    if not enabled:
+        return None
+    fill = jnp.full((max_iterations + 1,), jnp.nan, jnp.result_type(value))
+    return SolverLog(fill.at[0].set(value), fill.at[0].set(gradient_norm.astype(fill.dtype)))
+
+
+def write_log(log, iteration, value, gradient_norm):
+    if log is None:
+        return None
+    return SolverLog(log.cost.at[iteration].set(value), log.gradient_norm.at[iteration].set(gradient_norm))

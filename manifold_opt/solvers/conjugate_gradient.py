@@ -1,0 +1,90 @@
+"""Riemannian nonlinear conjugate gradient (Absil et al. 2008, §8.3; Sato 2021, "Riemannian
+Optimization and Its Applications", ch. 4).
+
+d_0 = -g_0;  x_{k+1} = R_{x_k}(t_k d_k) (Armijo);  d_{k+1} = -g_{k+1} + beta_k T(d_k), where T is
+the vector transport to x_{k+1} and, with y = g_{k+1} - T(g_k):
+  hestenes_stiefel (HS+):  beta = max(0, <g_{k+1}, y> / <T(d_k), y>)
+  polak_ribiere (PR+):     beta = max(0, <g_{k+1}, y> / ||g_k||^2)
+  fletcher_reeves:         beta = ||g_{k+1}||^2 / ||g_k||^2
+  hager_zhang:             beta = <y - 2 T(d_k) ||y||^2 / <T(d_k), y>, g_{k+1}> / <T(d_k), y>,
+                           bounded below by -1 / (||T(d_k)|| min(0.01, ||g_k||)) (Hager & Zhang 2005)
+Restarts: d = -g whenever d is not a descent direction (and beta = 0 through the clamps).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from manifold_opt.manifolds.base import check_option
+from manifold_opt.solvers import common
+from manifold_opt.solvers.line_search import armijo_backtracking, initial_step
+from manifold_opt.solvers.result import SolverResult
+
+BETA_RULES = ("hestenes_stiefel", "polak_ribiere", "fletcher_reeves", "hager_zhang")
+
+
+def _safe_div(a, b):
+    return jnp.where(b != 0, a / jnp.where(b != 0, b, 1.0), 0.0)
+
+
+def _beta(rule, manifold, y, g_new, g_old_t, d_t, g_old_norm):
+    ip = functools.partial(common.inner, manifold, y)
+    diff = jax.tree_util.tree_map(jnp.subtract, g_new, g_old_t)
+    if rule == "hestenes_stiefel":
+        return jnp.maximum(0.0, _safe_div(ip(g_new, diff), ip(d_t, diff)))
+    if rule == "polak_ribiere":
+        return jnp.maximum(0.0, _safe_div(ip(g_new, diff), g_old_norm**2))
+    if rule == "fletcher_reeves":
+        return _safe_div(ip(g_new, g_new), g_old_norm**2)
+    denom = ip(d_t, diff)
+    corrected = common.axpy(-2.0 * _safe_div(ip(diff, diff), denom), d_t, diff)
+    beta = _safe_div(ip(corrected, g_new), denom)
+    lower = _safe_div(-1.0, common.norm(manifold, y, d_t) * jnp.minimum(0.01, g_old_norm))
+    return jnp.maximum(beta, lower)
+
+
+@functools.partial(
+    jax.jit, static_argnames=("cost", "manifold", "max_iterations", "log", "beta_rule", "max_line_search_steps")
+)
+def conjugate_gradient(
+    cost,
+    manifold,
+    x0,
+    *,
+    max_iterations: int = 1000,
+    tolerance=1e-6,
+    cost_tolerance=0.0,
+    beta_rule: str = "hestenes_stiefel",
+    log: bool = False,
+    sufficient_decrease=1e-4,
+    contraction=0.5,
+    max_line_search_steps: int = 25,
+) -> SolverResult:
+    """Minimize `cost` on `manifold` by nonlinear CG (`beta_rule` one of BETA_RULES).
+
+    Stopping and compilation as in `steepest_descent`."""
+    check_option("conjugate_gradient", "beta_rule", beta_rule, BETA_RULES)
+    common.check_solver_args("conjugate_gradient", cost, manifold, x0, max_iterations)
+
+    def step(it, direction):
+        slope = common.inner(manifold, it.x, it.grad, direction)
+        restart = ~(slope < 0)
+        direction = common.select(restart, common.scale(-1.0, it.grad), direction)
+        slope = jnp.where(restart, -it.grad_norm**2, slope)
+        t0 = initial_step(manifold, it.x, direction, it.value, it.previous_value, slope, it.iteration)
+        _, y, fy = armijo_backtracking(
+            cost, manifold, it.x, it.value, direction, slope, t0,
+            sufficient_decrease=sufficient_decrease, contraction=contraction, max_steps=max_line_search_steps,
+        )
+        _, gy = common.value_and_rgrad(cost, manifold, y)
+        g_old_t = manifold.transport(it.x, y, it.grad)
+        d_t = manifold.transport(it.x, y, direction)
+        beta = _beta(beta_rule, manifold, y, gy, g_old_t, d_t, it.grad_norm)
+        new_direction = common.axpy(beta, d_t, common.scale(-1.0, gy))
+        return common.advance(manifold, it, y, fy, gy), new_direction
+
+    it = common.start(cost, manifold, x0, log, max_iterations)
+    result, _ = common.run(step, it, common.scale(-1.0, it.grad), max_iterations, tolerance, cost_tolerance)
+    return result

@@ -1,0 +1,149 @@
+"""Riemannian trust-region method with a truncated-CG (Steihaug-Toint) inner solver
+(Absil, Baker & Gallivan 2007, "Trust-region methods on Riemannian manifolds", Alg. 1 and 2).
+
+Model at x: m(eta) = f(x) + <g, eta> + 1/2 <H[eta], eta>, solved approximately in ||eta|| <= Delta
+by CG, stopped at the boundary, at negative curvature, or when
+||r_j|| <= ||r_0|| min(||r_0||^theta, kappa). The step is accepted when
+rho = (f(x) - f(R_x(eta))) / (m(0) - m(eta)) > rho_prime; Delta shrinks by 4 when rho < 1/4 and
+doubles (up to max_radius) when rho > 3/4 at the boundary.
+
+Hessian-vector products by autodiff along the manifold: H[u] = Proj_x(D gradf(x)[u]), the
+derivative (forward-mode, through `jax.linearize`) of the Riemannian gradient as a function of
+the ambient point, projected. This is the Riemannian Hessian for Riemannian submanifolds of a
+Euclidean space (Sphere, Stiefel, O(n), Oblique) and for Grassmann's horizontal lift
+(Absil et al. 2008, §5.5); for other metrics (canonical Stiefel, Fisher-Birkhoff) it is a
+symmetric-part approximation, and TR then converges, but not superlinearly.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from manifold_opt.solvers import common
+from manifold_opt.solvers.result import SolverResult
+
+
+def riemannian_hvp(cost, manifold, x):
+    """(f(x), grad f(x), u -> Hess f(x)[u]) with the HVP linearized once at x."""
+    rgrad = lambda z: common.value_and_rgrad(cost, manifold, z)  # noqa: E731
+    (value, grad), linear = jax.linearize(rgrad, x)
+    return value, grad, lambda u: manifold.proj(x, linear(u)[1])
+
+
+class _CGState(NamedTuple):
+    eta: jax.Array
+    h_eta: jax.Array
+    r: jax.Array
+    delta: jax.Array  # search direction
+    r_r: jax.Array
+    e_e: jax.Array  # <eta, eta>
+    e_d: jax.Array  # <eta, delta>
+    d_d: jax.Array  # <delta, delta>
+    j: jax.Array
+    done: jax.Array
+    at_boundary: jax.Array
+
+
+def truncated_cg(manifold, x, grad, hess, radius, max_inner, kappa, theta):
+    """Steihaug-Toint truncated CG for min <g, eta> + 1/2 <H eta, eta>, ||eta|| <= radius.
+
+    Returns (eta, H eta, hit the boundary)."""
+    ip = functools.partial(common.inner, manifold, x)
+    zero = common.scale(0.0, grad)
+    r0_norm = jnp.sqrt(ip(grad, grad))
+    target = r0_norm * jnp.minimum(r0_norm**theta, kappa)
+    r_r = ip(grad, grad)
+    init = _CGState(zero, zero, grad, common.scale(-1.0, grad), r_r, 0.0 * r_r, 0.0 * r_r, r_r,
+                    jnp.zeros([], jnp.int32), r0_norm <= 0, jnp.array(False))
+
+    def body(s):
+        h_delta = hess(s.delta)
+        d_h_d = ip(s.delta, h_delta)
+        alpha = s.r_r / jnp.where(d_h_d != 0, d_h_d, 1.0)
+        e_e_new = s.e_e + 2.0 * alpha * s.e_d + alpha**2 * s.d_d
+        to_boundary = (d_h_d <= 0) | (e_e_new >= radius**2)
+        # tau >= 0 with ||eta + tau delta|| = radius
+        tau = (-s.e_d + jnp.sqrt(jnp.maximum(s.e_d**2 + s.d_d * (radius**2 - s.e_e), 0.0))) / s.d_d
+        step = jnp.where(to_boundary, tau, alpha)
+        eta = common.axpy(step, s.delta, s.eta)
+        h_eta = common.axpy(step, h_delta, s.h_eta)
+        r = common.axpy(alpha, h_delta, s.r)
+        r_r = ip(r, r)
+        beta = r_r / s.r_r
+        delta = common.axpy(beta, s.delta, common.scale(-1.0, r))
+        converged = jnp.sqrt(r_r) <= target
+        return _CGState(
+            eta, h_eta, r, delta, r_r, e_e_new,
+            beta * (s.e_d + alpha * s.d_d), r_r + beta**2 * s.d_d,
+            s.j + 1, to_boundary | converged, to_boundary,
+        )
+
+    s = lax.while_loop(lambda s: ~s.done & (s.j < max_inner), body, init)
+    return s.eta, s.h_eta, s.at_boundary
+
+
+@functools.partial(
+    jax.jit, static_argnames=("cost", "manifold", "max_iterations", "log", "max_inner_iterations")
+)
+def trust_regions(
+    cost,
+    manifold,
+    x0,
+    *,
+    max_iterations: int = 1000,
+    tolerance=1e-6,
+    cost_tolerance=0.0,
+    log: bool = False,
+    max_radius=None,
+    initial_radius=None,
+    max_inner_iterations: int | None = None,
+    rho_prime=0.1,
+    kappa=0.1,
+    theta=1.0,
+) -> SolverResult:
+    """Minimize `cost` on `manifold` by Riemannian trust regions with truncated CG.
+
+    max_radius defaults to ||x0||_F (sqrt(p) on Stiefel: a typical distance), initial_radius to
+    max_radius / 8, max_inner_iterations to the ambient size of x0. Stopping and compilation as
+    in `steepest_descent`; iterations counts outer iterations, rejected steps included.
+    """
+    common.check_solver_args("trust_regions", cost, manifold, x0, max_iterations)
+    leaves = jax.tree_util.tree_leaves(x0)
+    if max_inner_iterations is None:
+        max_inner_iterations = sum(math.prod(leaf.shape) for leaf in leaves)
+    if max_radius is None:
+        max_radius = jnp.sqrt(sum(jnp.sum(leaf**2) for leaf in leaves))
+    if initial_radius is None:
+        initial_radius = max_radius / 8.0
+    dtype = jnp.result_type(*leaves)
+    rho_regularization = 1e3 * jnp.finfo(dtype).eps
+
+    def step(it, radius):
+        _, _, hess = riemannian_hvp(cost, manifold, it.x)
+        eta, h_eta, at_boundary = truncated_cg(
+            manifold, it.x, it.grad, hess, radius, max_inner_iterations, kappa, theta
+        )
+        y = manifold.retract(it.x, eta)
+        fy, gy = common.value_and_rgrad(cost, manifold, y)
+        model_decrease = -(common.inner(manifold, it.x, it.grad, eta)
+                           + 0.5 * common.inner(manifold, it.x, eta, h_eta))
+        reg = jnp.maximum(1.0, jnp.abs(it.value)) * rho_regularization
+        rho = (it.value - fy + reg) / (model_decrease + reg)
+        bad = ~(rho >= 0.25) | ~(model_decrease > 0)
+        radius = jnp.where(bad, radius / 4.0,
+                           jnp.where((rho > 0.75) & at_boundary, jnp.minimum(2.0 * radius, max_radius), radius))
+        accept = (model_decrease > 0) & (rho > rho_prime) & jnp.isfinite(fy)
+        x = common.select(accept, y, it.x)
+        value = jnp.where(accept, fy, it.value)
+        grad = common.select(accept, gy, it.grad)
+        return common.advance(manifold, it, x, value, grad, accepted=accept), radius
+
+    it = common.start(cost, manifold, x0, log, max_iterations)
+    radius0 = jnp.asarray(initial_radius, dtype)
+    result, _ = common.run(step, it, radius0, max_iterations, tolerance, cost_tolerance)
+    return result
