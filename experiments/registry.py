@@ -1,6 +1,7 @@
 """Experiment names (`config.experiment`) to the modules implementing them, imported lazily.
 
-Each module exposes `run(config, workdir) -> dict[str, float]` (final metrics)."""
+Each module exposes `validate(config)` (ValueError naming the first bad key) and
+`run(config, workdir) -> dict[str, float]` (final metrics)."""
 from __future__ import annotations
 
 import importlib
@@ -10,8 +11,13 @@ EXPERIMENTS = {
 }
 
 
-def get(name: str):
-    """The `run` function of experiment `name`."""
+def load(name: str):
+    """The module of experiment `name`."""
     if name not in EXPERIMENTS:
         raise ValueError(f"config.experiment: unknown experiment {name!r}; expected one of {sorted(EXPERIMENTS)}")
-    return importlib.import_module(EXPERIMENTS[name]).run
+    return importlib.import_module(EXPERIMENTS[name])
+
+
+def get(name: str):
+    """The `run` function of experiment `name`."""
+    return load(name).run

@@ -7,12 +7,11 @@ and orbax checkpoints; rerunning with the same workdir resumes from the last che
 """
 from __future__ import annotations
 
+import logging as std_logging
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
-
-from experiments import harness, registry
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and plots.", required=True)
@@ -32,15 +31,19 @@ def parse_flags(argv):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from experiments import harness, registry  # after flag parsing: config errors fail fast
+    # Orbax reports every checkpoint step at INFO; keep the log to our progress and warnings.
+    logging.get_absl_handler().addFilter(lambda r: "orbax" not in r.pathname or r.levelno >= std_logging.WARNING)
     try:
         config = harness.resolve(_CONFIG.value)
         harness.check_common(config)
-        run = registry.get(config.experiment)
-        metrics = run(config, _WORKDIR.value)
-    except harness.Preempted as e:
-        logging.warning("%s", e)
-        sys.exit(f"experiments.run: {e}")
+        experiment = registry.load(config.experiment)
+        experiment.validate(config)
     except ValueError as e:
+        sys.exit(f"experiments.run: {e}")
+    try:
+        metrics = experiment.run(config, _WORKDIR.value)
+    except harness.Preempted as e:
         sys.exit(f"experiments.run: {e}")
     print("final metrics:")
     for key in sorted(metrics):

@@ -3,6 +3,7 @@
     import manifold_opt as mo
 """
 from manifold_opt import linalg, manifolds, solvers
+from manifold_opt import parallel
 from manifold_opt.manifolds.tree import manifold_tree
 from manifold_opt.transforms import project_to_tangent, retract, riemannian_adam, riemannian_sgd
 
