@@ -9,17 +9,20 @@ from tqdm import tqdm
 
 
 class Progress:
-    """Reports steps [start, total) of a run named `name`."""
+    """Reports steps [start, total) of a run named `name`; steps/s counts from the first
+    completed step, so compilation is left out."""
 
     def __init__(self, name: str, start: int, total: int, log_seconds: float = 10.0):
         self.name, self.step, self.total = name, start, total
         self._bar = tqdm(total=total, initial=start, desc=name, unit="step") if sys.stderr.isatty() else None
         self._t0 = self._last_log = time.perf_counter()
-        self._start = start
+        self._start = None
         self._log_seconds = log_seconds
 
     def update(self, step: int, scalars: dict | None = None) -> None:
         scalars = {k: f"{float(v):.4g}" for k, v in (scalars or {}).items()}
+        if self._start is None:
+            self._start, self._t0 = step, time.perf_counter()
         if self._bar is not None:
             self._bar.update(step - self.step)
             if scalars:
@@ -33,6 +36,8 @@ class Progress:
         self.step = step
 
     def steps_per_second(self) -> float:
+        if self._start is None or self.step == self._start:
+            return 0.0
         return (self.step - self._start) / max(time.perf_counter() - self._t0, 1e-9)
 
     def close(self) -> None:
