@@ -22,8 +22,8 @@ def parse_flags(argv):
     try:
         return flags.FLAGS(argv)
     except AttributeError as e:  # locked ConfigDict: unknown key
-        key = next((a.split("=")[0] for a in argv if a.startswith("--config.") and str(e).strip("\"'") in a), "")
-        sys.exit(f"experiments.run: unknown config key in {key or argv}: {e}")
+        key = str(e).strip("\"'")
+        sys.exit(f"experiments.run: unknown config key {key!r} (in --config.{key}); see the config file for its keys")
     except flags.Error as e:
         sys.exit(f"experiments.run: {e}")
 
