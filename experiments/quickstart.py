@@ -51,6 +51,7 @@ def layer_manifolds(config) -> dict:
 def validate(config) -> None:
     """ValueError naming the key of the first bad quickstart value."""
     checks.check_common(config)
+    harness.check_parallel(config)
     for name in config.optimizers:
         if name not in OPTIMIZERS:
             raise ValueError(f"config.optimizers: unknown optimizer {name!r}; expected some of {list(OPTIMIZERS)}")

@@ -3,7 +3,7 @@ with orbax checkpoints and resume, metric writers (TensorBoard + JSON), plots an
 from experiments.harness.config import check_common, resolve
 from experiments.harness.loop import Preempted, TrainResult, train
 from experiments.harness.metrics import MetricWriter, read_history, write_summary
-from experiments.harness.parallel import CompiledStep, compile_step, make_update
+from experiments.harness.parallel import CompiledStep, check_parallel, compile_step, make_update
 from experiments.harness.plots import plot_curves
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "Preempted",
     "TrainResult",
     "check_common",
+    "check_parallel",
     "compile_step",
     "make_update",
     "plot_curves",

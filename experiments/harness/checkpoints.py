@@ -8,10 +8,13 @@ import orbax.checkpoint as ocp
 
 
 class Checkpointer:
-    """Synchronous orbax CheckpointManager under `directory`, keeping the last `max_to_keep`."""
+    """Synchronous orbax CheckpointManager under `directory`, keeping the last `max_to_keep`;
+    saves are atomic, and half-written ones left by a killed run are removed on start."""
 
     def __init__(self, directory: str, max_to_keep: int = 2):
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, enable_async_checkpointing=False, cleanup_tmp_directories=True
+        )
         self._manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
     def latest_step(self) -> int | None:

@@ -22,7 +22,7 @@ class MetricWriter:
         self.history = [r for r in read_history(logdir) if r["step"] <= start_step]
         with open(os.path.join(logdir, HISTORY_FILE), "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in self.history)
-        self._tb = SummaryWriter(logdir, purge_step=start_step + 1 if start_step else None)
+        self._tb = SummaryWriter(logdir, purge_step=start_step + 1)
 
     def write(self, step: int, scalars: dict) -> None:
         record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}

@@ -27,6 +27,22 @@ class CompiledStep(NamedTuple):
     num_devices: int
 
 
+def check_parallel(config) -> None:
+    """ValueError naming the key unless `config.mesh_shape` fits the devices (for the parallel
+    modes) and `config.batch_size` splits evenly over them."""
+    if config.parallel == "none":
+        return
+    try:
+        mesh = parallel.make_mesh(config.mesh_shape)
+    except ValueError as e:
+        raise ValueError(f"config.mesh_shape: {e}") from None
+    if config.batch_size % mesh.size:
+        raise ValueError(
+            f"config.batch_size: {config.batch_size} does not split over the {mesh.size} devices of mesh_shape "
+            f"{tuple(config.mesh_shape)}"
+        )
+
+
 def make_update(loss_fn, optimizer: optax.GradientTransformation, axis_name: str | None = None):
     """The un-compiled step: gradient, optional cross-device mean, optimizer update."""
 

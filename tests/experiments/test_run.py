@@ -71,6 +71,8 @@ def config_with(**values):
         (dict(learning_rate=-0.1), "config.learning_rate"),
         (dict(hidden=16, bottleneck=32), "config.hidden"),
         (dict(test_fraction=1.5), "config.test_fraction"),
+        (dict(parallel="jit_sharded", mesh_shape=(3, -1)), "config.mesh_shape"),
+        (dict(parallel="pmap", batch_size=100), "config.batch_size"),
     ],
 )
 def test_validate_names_the_bad_key(values, key):
