@@ -50,10 +50,12 @@ class Manifold:
         raise NotImplementedError
 
     def random_tangent(self, key: jax.Array, x: jax.Array) -> jax.Array:
-        """A random tangent vector at x with unit norm (Gaussian ambient vector, projected)."""
+        """A random tangent vector at x with unit norm (Gaussian ambient vector, projected);
+        zero where the tangent space is {0}."""
         self.check_point(x)
         u = self.proj(x, jax.random.normal(key, x.shape, x.dtype))
-        return u / self.norm(x, u)[(...,) + (None,) * len(self.shape)]
+        norm = self.norm(x, u)
+        return u / jnp.where(norm > 0, norm, 1)[(...,) + (None,) * len(self.shape)]
 
     # ----- tangent spaces and metric --------------------------------------------------------
     def proj(self, x: jax.Array, u: jax.Array) -> jax.Array:

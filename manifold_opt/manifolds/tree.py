@@ -50,8 +50,8 @@ def manifold_tree(params, rules: Mapping[str, Manifold | None]):
 
     `rules` maps patterns (`fnmatch` syntax; `*` also matches '/') to a manifold or `None`, e.g.
     `{"*/mixer": Birkhoff(4), "dense*/kernel": Stiefel(64, 32)}`. The first matching rule wins;
-    parameters matched by no rule are unconstrained (`None`). A rule matching no parameter is a
-    ValueError (usually a typo). The result is validated with `check_manifold_tree`.
+    parameters matched by no rule are unconstrained (`None`). A rule that matches no parameter
+    left by the earlier rules is a ValueError (usually a typo). The result is validated with `check_manifold_tree`.
     """
     if not isinstance(rules, Mapping):
         raise TypeError(f"manifold_tree: rules must be a mapping pattern -> Manifold, got {type(rules).__name__}")
@@ -74,7 +74,10 @@ def manifold_tree(params, rules: Mapping[str, Manifold | None]):
     unused = [p for p in rules if p not in used]
     if unused:
         names = [path_to_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
-        raise ValueError(f"manifold_tree: rule {unused[0]!r} matches no parameter; parameter paths are {names}")
+        raise ValueError(
+            f"manifold_tree: rule {unused[0]!r} matches no parameter (none left by earlier rules); "
+            f"parameter paths are {names}"
+        )
     check_manifold_tree(tree, params)
     return tree
 
@@ -86,6 +89,42 @@ def broadcast_manifold_tree(manifolds, params):
     return manifolds
 
 
+def _paired(manifolds, params):
+    """(path string, manifold or None, params subtree) for each leaf of the manifold tree.
+
+    The manifold tree must be a prefix of params: each of its leaves sits over a subtree holding
+    one array (possibly inside a wrapper node such as a Flax Variable) or no array at all
+    (an `optax.MaskedNode` inside `optax.partition`)."""
+    manifolds = broadcast_manifold_tree(manifolds, params)
+    m_leaves, treedef = jax.tree_util.tree_flatten_with_path(manifolds, is_leaf=is_manifold_leaf)
+    try:
+        subtrees = treedef.flatten_up_to(params)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"manifold tree does not match params: {_first_mismatch(m_leaves, params) or err}") from None
+    return [(path_to_str(path), m, sub) for (path, m), sub in zip(m_leaves, subtrees)], treedef
+
+
+def _first_mismatch(m_leaves, params) -> str | None:
+    """A message naming the first path present in one tree and not the other."""
+    m_paths = [tuple(path) for path, _ in m_leaves]
+    p_paths = [tuple(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    for path in p_paths:
+        if not any(path[: len(m)] == m for m in m_paths):
+            return f"params has {path_to_str(path)!r}, which the manifold tree lacks"
+    for m in m_paths:
+        if not any(path[: len(m)] == m for path in p_paths):
+            return f"the manifold tree has {path_to_str(m)!r}, which params lack"
+    return None
+
+
+def _single_array(path, subtree):
+    """The one array in a params subtree, None for an empty (masked) one."""
+    leaves = jax.tree_util.tree_leaves(subtree)
+    if len(leaves) > 1:
+        raise ValueError(f"manifold tree does not match params at {path!r}: one manifold leaf covers {len(leaves)} arrays")
+    return leaves[0] if leaves else None
+
+
 def check_manifold_tree(manifolds, params) -> None:
     """ValueError naming the first path where `manifolds` and `params` disagree.
 
@@ -93,23 +132,12 @@ def check_manifold_tree(manifolds, params) -> None:
     neither a Manifold nor None, or where a parameter's trailing shape is not the manifold's
     shape (leading batch dimensions are allowed).
     """
-    manifolds = broadcast_manifold_tree(manifolds, params)
-    m_leaves = jax.tree_util.tree_flatten_with_path(manifolds, is_leaf=is_manifold_leaf)[0]
-    p_leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    m_paths = [path_to_str(p) for p, _ in m_leaves]
-    p_paths = [path_to_str(p) for p, _ in p_leaves]
-    for i in range(max(len(m_paths), len(p_paths))):
-        m_path = m_paths[i] if i < len(m_paths) else None
-        p_path = p_paths[i] if i < len(p_paths) else None
-        if m_path != p_path:
-            raise ValueError(
-                "manifold tree does not match params: "
-                f"manifolds has {m_path!r} where params has {p_path!r} (leaf {i})"
-            )
-    for path, (_, manifold), (_, param) in zip(m_paths, m_leaves, p_leaves):
+    pairs, _ = _paired(manifolds, params)
+    for path, manifold, subtree in pairs:
         if not is_manifold_leaf(manifold):
             raise ValueError(f"manifold tree leaf at {path!r} must be a Manifold or None, got {manifold!r}")
-        if manifold is not None:
+        param = _single_array(path, subtree)
+        if manifold is not None and param is not None:
             try:
                 manifold.check_point(param, name=f"param {path!r}")
             except ValueError as err:
@@ -117,20 +145,25 @@ def check_manifold_tree(manifolds, params) -> None:
 
 
 def map_manifold_tree(fn: Callable[..., Any], manifolds, params, *rest, num_outputs: int = 1):
-    """`fn(manifold, param, *rest_leaves)` over the leaves of params (None -> UNCONSTRAINED).
+    """`fn(manifold, param, *rest_leaves)` over the arrays of params (None -> UNCONSTRAINED).
 
     `rest` are pytrees with the structure of `params`. Returns a pytree of that structure, or a
-    tuple of `num_outputs` such pytrees when `fn` returns tuples of that length.
+    tuple of `num_outputs` such pytrees when `fn` returns tuples of that length. Masked
+    (empty) subtrees are passed through unchanged.
     """
-    manifolds = broadcast_manifold_tree(manifolds, params)
-    treedef = jax.tree_util.tree_structure(params)
-    m_leaves = jax.tree_util.tree_leaves(manifolds, is_leaf=is_manifold_leaf)
-    p_leaves = treedef.flatten_up_to(params)
-    rest_leaves = [treedef.flatten_up_to(r) for r in rest]
-    out = [
-        fn(UNCONSTRAINED if m is None else m, p, *(r[i] for r in rest_leaves))
-        for i, (m, p) in enumerate(zip(m_leaves, p_leaves))
-    ]
-    if num_outputs == 1:
-        return jax.tree_util.tree_unflatten(treedef, out)
-    return tuple(jax.tree_util.tree_unflatten(treedef, [o[k] for o in out]) for k in range(num_outputs))
+    pairs, treedef = _paired(manifolds, params)
+    rest_subtrees = [treedef.flatten_up_to(r) for r in rest]
+    outputs = [[] for _ in range(num_outputs)]
+    for i, (path, manifold, subtree) in enumerate(pairs):
+        param = _single_array(path, subtree)
+        if param is None:
+            for out in outputs:
+                out.append(subtree)
+            continue
+        result = fn(UNCONSTRAINED if manifold is None else manifold, param,
+                    *(_single_array(path, r[i]) for r in rest_subtrees))
+        result = (result,) if num_outputs == 1 else result
+        for out, value in zip(outputs, result):
+            out.append(jax.tree_util.tree_map(lambda _, v=value: v, subtree))
+    trees = tuple(jax.tree_util.tree_unflatten(treedef, out) for out in outputs)
+    return trees[0] if num_outputs == 1 else trees

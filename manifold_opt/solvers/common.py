@@ -3,6 +3,8 @@ pytrees (Product manifolds) or batches of points (a product of copies), the Riem
 by autodiff, the stopping test and the optional per-iteration log."""
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import NamedTuple
 
 import jax
@@ -22,6 +24,26 @@ class Iterate(NamedTuple):
     previous_value: jax.Array  # cost before the last accepted step (inf at the start)
     iteration: jax.Array
     log: SolverLog | None
+
+
+def jitted_solver(static_argnames: tuple[str, ...]):
+    """jax.jit a solver with `cost`, `manifold` and `static_argnames` static, always passing every
+    keyword (defaults filled in) so that the compilation cache is keyed the same way on every call
+    with the same cost function, manifold, static options and shapes."""
+
+    def wrap(fn):
+        signature = inspect.signature(fn)
+        jitted = jax.jit(fn, static_argnames=("cost", "manifold") + tuple(static_argnames))
+
+        @functools.wraps(fn)
+        def solver(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return jitted(*bound.args, **bound.kwargs)
+
+        return solver
+
+    return wrap
 
 
 def value_and_rgrad(cost, manifold, x):

@@ -45,9 +45,7 @@ def _beta(rule, manifold, y, g_new, g_old_t, d_t, g_old_norm):
     return jnp.maximum(beta, lower)
 
 
-@functools.partial(
-    jax.jit, static_argnames=("cost", "manifold", "max_iterations", "log", "beta_rule", "max_line_search_steps")
-)
+@common.jitted_solver(static_argnames=("max_iterations", "log", "beta_rule", "max_line_search_steps"))
 def conjugate_gradient(
     cost,
     manifold,

@@ -1,17 +1,14 @@
 """Riemannian steepest descent with Armijo backtracking (Absil, Mahony & Sepulchre 2008, §4.2)."""
 from __future__ import annotations
 
-import functools
 
-import jax
-import jax.numpy as jnp
 
 from manifold_opt.solvers import common
 from manifold_opt.solvers.line_search import armijo_backtracking, initial_step
 from manifold_opt.solvers.result import SolverResult
 
 
-@functools.partial(jax.jit, static_argnames=("cost", "manifold", "max_iterations", "log", "max_line_search_steps"))
+@common.jitted_solver(static_argnames=("max_iterations", "log", "max_line_search_steps"))
 def steepest_descent(
     cost,
     manifold,

@@ -87,9 +87,7 @@ def truncated_cg(manifold, x, grad, hess, radius, max_inner, kappa, theta):
     return s.eta, s.h_eta, s.at_boundary
 
 
-@functools.partial(
-    jax.jit, static_argnames=("cost", "manifold", "max_iterations", "log", "max_inner_iterations")
-)
+@common.jitted_solver(static_argnames=("max_iterations", "log", "max_inner_iterations"))
 def trust_regions(
     cost,
     manifold,

@@ -18,15 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from manifold_opt.manifolds.tree import check_manifold_tree, is_manifold_leaf, map_manifold_tree
-
-
-def _masked_manifold_tree(manifolds, params):
-    """`manifolds` with `optax.MaskedNode` wherever `params` has one (inside optax.partition)."""
-    if is_manifold_leaf(manifolds):
-        return manifolds
-    is_masked = lambda node: isinstance(node, optax.MaskedNode)  # noqa: E731
-    return jax.tree_util.tree_map(lambda p, m: p if is_masked(p) else m, params, manifolds, is_leaf=is_masked)
+from manifold_opt.manifolds.tree import check_manifold_tree, map_manifold_tree
 
 
 def _require_params(owner: str, params) -> None:
@@ -35,14 +27,8 @@ def _require_params(owner: str, params) -> None:
 
 
 def _checked(owner: str, manifolds, params):
-    """The manifold tree matched to params in update (params are required)."""
+    """The manifold tree, validated against params in update (params are required)."""
     _require_params(owner, params)
-    return _validate(manifolds, params)
-
-
-def _validate(manifolds, params):
-    """The manifold tree matched to params at init (masked nodes dropped), validated."""
-    manifolds = _masked_manifold_tree(manifolds, params)
     check_manifold_tree(manifolds, params)
     return manifolds
 
@@ -73,7 +59,7 @@ def project_to_tangent(manifolds) -> optax.GradientTransformation:
     an embedded manifold with the induced metric)."""
 
     def init_fn(params):
-        _validate(manifolds, params)
+        check_manifold_tree(manifolds, params)
         return optax.EmptyState()
 
     def update_fn(updates, state, params=None):
@@ -90,7 +76,7 @@ def retract(manifolds) -> optax.GradientTransformation:
     is Riemannian gradient descent."""
 
     def init_fn(params):
-        _validate(manifolds, params)
+        check_manifold_tree(manifolds, params)
         return optax.EmptyState()
 
     def update_fn(updates, state, params=None):
@@ -123,7 +109,7 @@ def riemannian_sgd(
         raise ValueError("riemannian_sgd: nesterov=True needs momentum > 0")
 
     def init_fn(params):
-        _validate(manifolds, params)
+        check_manifold_tree(manifolds, params)
         trace = optax.tree_utils.tree_zeros_like(params) if momentum else ()
         return RiemannianSgdState(jnp.zeros([], jnp.int32), trace)
 
@@ -158,7 +144,7 @@ class RiemannianAdamState(NamedTuple):
     count: jax.Array
     mu: optax.Params  # first moment, a tangent vector at the current params
     nu: optax.Params  # second moment, one scalar per manifold factor (per point)
-    nu_max: optax.Params  # running max of nu for AMSGrad ( () if unused)
+    nu_max: optax.Params  # running max of the bias-corrected nu for AMSGrad ( () if unused)
 
 
 def riemannian_adam(
@@ -173,9 +159,10 @@ def riemannian_adam(
 
     Per manifold factor (one point of a batched leaf; every entry of an unconstrained leaf):
       g = egrad_to_rgrad(x, egrad); m <- b1 tau(m) + (1 - b1) g; v <- b2 v + (1 - b2) ||g||_x^2;
-      (AMSGrad: vhat <- max(vhat, v));  x+ = R_x(-lr * mhat / (sqrt(vhat) + eps))
-    with bias-corrected mhat = m / (1 - b1^t), vhat = v / (1 - b2^t); tau is the vector transport
-    of m to x+. On unconstrained leaves this is exactly Adam.
+      x+ = R_x(-lr * mhat / (sqrt(vhat) + eps))
+    with bias-corrected mhat = m / (1 - b1^t), vhat = v / (1 - b2^t) (AMSGrad: vhat replaced by its
+    running max, as in optax.amsgrad); tau is the vector transport of m to x+. On unconstrained
+    leaves this is exactly optax.adam / optax.amsgrad.
     """
     for name, value in (("b1", b1), ("b2", b2)):
         if not 0.0 <= value < 1.0:
@@ -184,8 +171,8 @@ def riemannian_adam(
         raise ValueError(f"riemannian_adam: eps must be positive, got {eps!r}")
 
     def init_fn(params):
-        tree = _validate(manifolds, params)
-        nu = map_manifold_tree(lambda m, x: jnp.zeros(_point_norm_shape(m, x), x.dtype), tree, params)
+        check_manifold_tree(manifolds, params)
+        nu = map_manifold_tree(lambda m, x: jnp.zeros(_point_norm_shape(m, x), x.dtype), manifolds, params)
         return RiemannianAdamState(
             jnp.zeros([], jnp.int32), optax.tree_utils.tree_zeros_like(params), nu, nu if amsgrad else ()
         )
@@ -199,10 +186,11 @@ def riemannian_adam(
             rg = m.egrad_to_rgrad(x, g)
             mu = b1 * mu + (1.0 - b1) * rg
             nu = b2 * nu + (1.0 - b2) * m.inner(x, rg, rg)
-            nu_hat = jnp.maximum(nu_max[0], nu) if amsgrad else nu
             t = count.astype(x.dtype)
+            nu_hat = nu / (1.0 - jnp.asarray(b2, x.dtype) ** t)
+            nu_hat = jnp.maximum(nu_max[0], nu_hat) if amsgrad else nu_hat
             step_size = jnp.asarray(lr, x.dtype) / (1.0 - jnp.asarray(b1, x.dtype) ** t)
-            denom = jnp.sqrt(nu_hat / (1.0 - jnp.asarray(b2, x.dtype) ** t)) + jnp.asarray(eps, x.dtype)
+            denom = jnp.sqrt(nu_hat) + jnp.asarray(eps, x.dtype)
             y, mu = m.retract_transport(x, -step_size * mu / _expand(m, denom), mu)
             return y - x, mu, nu, nu_hat
 

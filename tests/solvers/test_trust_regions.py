@@ -1,0 +1,91 @@
+"""The autodiff Riemannian Hessian used by trust regions, against finite differences along
+second-order curves, and the trust-region/line-search building blocks."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from manifold_opt.manifolds import Euclidean, Grassmann, OrthogonalGroup, Sphere, Stiefel
+from manifold_opt.solvers.common import inner, value_and_rgrad
+from manifold_opt.solvers.line_search import armijo_backtracking
+from manifold_opt.solvers.trust_regions import riemannian_hvp, truncated_cg
+
+# manifold, second-order curve t -> c(t) with c(0) = x, c'(0) = u
+CASES = {
+    "sphere": (Sphere(6), lambda m, x, u: m.exp(x, u)),
+    "stiefel_polar": (Stiefel(6, 2, retraction="polar"), lambda m, x, u: m.retract(x, u)),
+    "grassmann": (Grassmann(6, 2), lambda m, x, u: m.exp(x, u)),
+    "orthogonal": (OrthogonalGroup(4), lambda m, x, u: m.exp(x, u)),
+}
+
+
+def nonquadratic_cost(shape, seed, invariant):
+    """tr(X^T A X) + 1/2 tr((X^T B X)^2) (invariant under X -> X Q, for Grassmann), plus
+    sum(C X^3) unless `invariant` (the first two terms are constant on O(n))."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((2, shape[0], shape[0]))
+    a, b = jnp.asarray(a + a.T), jnp.asarray(b + b.T)
+    c = jnp.asarray(rng.standard_normal(shape))
+
+    def cost(x):
+        y = x.reshape(shape[0], -1)
+        value = jnp.trace(y.T @ a @ y) + 0.5 * jnp.sum((y.T @ b @ y) ** 2)
+        return value if invariant else value + jnp.sum(c * x**3)
+
+    return cost
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_hessian_matches_finite_differences_and_is_symmetric(case):
+    manifold, curve = CASES[case]
+    cost = nonquadratic_cost(manifold.shape, seed=len(case), invariant=case == "grassmann")
+    keys = jax.random.split(jax.random.key(0), 3)
+    x = manifold.random_point(keys[0], jnp.float64)
+    u, v = manifold.random_tangent(keys[1], x), manifold.random_tangent(keys[2], x)
+    _, _, hess = riemannian_hvp(cost, manifold, x)
+    hu, hv = hess(u), hess(v)
+    np.testing.assert_allclose(float(inner(manifold, x, hu, v)), float(inner(manifold, x, u, hv)), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(manifold.proj(x, hu)), np.asarray(hu), atol=1e-12)  # tangent
+    t = 1e-4
+    f = lambda s: float(cost(curve(manifold, x, s * u)))  # noqa: E731
+    second_derivative = (f(t) - 2 * f(0.0) + f(-t)) / t**2
+    np.testing.assert_allclose(float(inner(manifold, x, u, hu)), second_derivative, rtol=1e-5, atol=1e-6)
+
+
+def test_truncated_cg_solves_the_newton_system_inside_a_large_radius():
+    manifold = Euclidean(6)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((6, 6))
+    a = a @ a.T + np.eye(6)  # positive definite: the model minimizer is the Newton step
+    b = rng.standard_normal(6)
+    a_j, b_j = jnp.asarray(a), jnp.asarray(b)
+    cost = lambda x: 0.5 * x @ a_j @ x + b_j @ x  # noqa: E731
+    x = jnp.asarray(rng.standard_normal(6))
+    _, grad, hess = riemannian_hvp(cost, manifold, x)
+    eta, h_eta, at_boundary = truncated_cg(manifold, x, grad, hess, 1e3, 100, 1e-12, 1.0)
+    assert not bool(at_boundary)
+    np.testing.assert_allclose(np.asarray(h_eta), a @ np.asarray(eta), atol=1e-10)
+    np.testing.assert_allclose(np.asarray(eta), -np.linalg.solve(a, a @ np.asarray(x) + b), rtol=1e-8)
+    small, _, at_boundary = truncated_cg(manifold, x, grad, hess, 1e-3, 100, 0.1, 1.0)
+    assert bool(at_boundary)
+    np.testing.assert_allclose(float(jnp.sqrt(inner(manifold, x, small, small))), 1e-3, rtol=1e-10)
+
+
+def test_armijo_backtracking_sufficient_decrease_and_failure():
+    """On 1/2 ||x - a||^2 along -grad, f(x - t g) = (1 - t)^2 f(x): Armijo with c = 1e-4 accepts
+    t <= 2 (1 - c), so halving from 100 stops at 100 / 2^6 = 1.5625."""
+    manifold = Euclidean(5)
+    rng = np.random.default_rng(1)
+    target = jnp.asarray(rng.standard_normal(5))
+    cost = lambda x: 0.5 * jnp.sum((x - target) ** 2)  # noqa: E731
+    x = jnp.asarray(rng.standard_normal(5))
+    value, grad = value_and_rgrad(cost, manifold, x)
+    slope = -inner(manifold, x, grad, grad)
+    t, y, fy = armijo_backtracking(cost, manifold, x, value, -grad, slope, 100.0)
+    assert float(t) == 1.5625
+    assert float(fy) <= float(value) + 1e-4 * float(t) * float(slope)
+    np.testing.assert_allclose(float(fy), float(cost(y)), rtol=1e-14)
+    # an ascent direction never passes: no step, the point is unchanged
+    t, y, fy = armijo_backtracking(cost, manifold, x, value, grad, -slope, 1.0, max_steps=5)
+    assert float(t) == 0.0 and float(fy) == float(value)
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(x))
