@@ -64,10 +64,15 @@ class Manifold:
 
     def egrad_to_rgrad(self, x: jax.Array, egrad: jax.Array) -> jax.Array:
         """Riemannian gradient from the Euclidean gradient (Riesz representative)."""
+        self.check_point(x)
+        self.check_point(egrad, "egrad")
         return self.proj(x, egrad)
 
     def inner(self, x: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
         """<u, v>_x, one value per point (shape batch_shape)."""
+        self.check_point(x)
+        self.check_point(u, "u")
+        self.check_point(v, "v")
         return jnp.sum(u * v, axis=self._axes())
 
     def norm(self, x: jax.Array, u: jax.Array) -> jax.Array:
@@ -80,6 +85,9 @@ class Manifold:
 
     def transport(self, x: jax.Array, y: jax.Array, v: jax.Array) -> jax.Array:
         """Vector transport of v in T_x M to T_y M (default: projection onto T_y M)."""
+        self.check_point(x)
+        self.check_point(y, "y")
+        self.check_point(v, "v")
         return self.proj(y, v)
 
     def retract_transport(self, x: jax.Array, u: jax.Array, v: jax.Array):

@@ -70,7 +70,7 @@ class Stiefel(Manifold):
 
     def egrad_to_rgrad(self, x, egrad):
         if self.metric == "euclidean":
-            return self.proj(x, egrad)
+            return super().egrad_to_rgrad(x, egrad)
         self.check_point(x)
         self.check_point(egrad, "egrad")
         return egrad - x @ transpose(egrad) @ x
