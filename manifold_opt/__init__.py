@@ -3,8 +3,18 @@
     import manifold_opt as mo
 """
 from manifold_opt import linalg, manifolds, solvers
-from manifold_opt import parallel
+from manifold_opt import parallel, transforms
 from manifold_opt.manifolds.tree import manifold_tree
 from manifold_opt.transforms import project_to_tangent, retract, riemannian_adam, riemannian_sgd
+from manifold_opt.transforms import auon, conda, hybrid_auon, muon, normuon, root, spectral_clip
+from manifold_opt.transforms import (
+    scale_by_auon,
+    scale_by_conda,
+    scale_by_hybrid_auon,
+    scale_by_muon,
+    scale_by_normuon,
+    scale_by_root,
+    scale_by_spectral_clip,
+)
 
 __version__ = "0.1.0"

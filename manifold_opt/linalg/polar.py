@@ -8,6 +8,11 @@ an odd polynomial to the singular values,
     A = X X^T,   X <- a X + (b A + c A A) X,
 
 which pushes them toward 1 (Jordan et al. 2024, "Muon"; Amsel et al. 2025, "Polar Express").
+Muon's single triple maps normalized singular values above ~2e-3 into its attracting band
+[0.682, 1.202] in 5 steps (not exactly 1). Polar Express's last polynomial, repeated beyond its
+5 steps, has its fixed point at 1.035, so its error to polar(G) plateaus near 3.5%.
+The "root" set (ROOT, 2025) picks one (a, b, c) triple per matrix shape, keyed by
+(min dim, max dim), and falls back to Muon's for shapes outside its table.
 """
 from __future__ import annotations
 
@@ -32,6 +37,13 @@ POLAR_EXPRESS_COEFFS = (
     (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
     (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
 )
+# ROOT's per-shape triples, keyed by (min(m, n), max(m, n)); other shapes use Muon's.
+ROOT_SHAPE_COEFFS = {
+    (2048, 2048): (3.4916, -4.8224, 2.1095),
+    (2048, 3072): (3.4509, -4.5790, 1.9325),
+    (2048, 8192): (2.9794, -3.6674, 1.6207),
+    (2048, 16384): (3.1943, -3.8221, 1.5322),
+}
 COEFF_SETS = {
     "muon": (MUON_COEFFS, 1.0),
     "dion": (DION_COEFFS, 1.0),
@@ -47,19 +59,25 @@ def polar(g: jax.Array) -> jax.Array:
     return u @ vh
 
 
-def ns_coefficients(coeffs="muon", steps: int = 5) -> tuple[np.ndarray, float]:
+def ns_coefficients(coeffs="muon", steps: int = 5, shape=None) -> tuple[np.ndarray, float]:
     """The (steps, 3) coefficient table and the normalization safety factor for `coeffs`.
 
-    `coeffs` is a name in COEFF_SETS, a single (a, b, c) triple, or a (k, 3) table; a table
-    shorter than `steps` repeats its last row.
+    `coeffs` is a name in COEFF_SETS, "root" (per-shape table; needs the matrix `shape`), a
+    single (a, b, c) triple, or a (k, 3) table; a table shorter than `steps` repeats its last
+    row.
     """
     if not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"newton_schulz: steps must be a positive int, got {steps!r}")
-    if isinstance(coeffs, str):
+    if isinstance(coeffs, str) and coeffs == "root":
+        if shape is None or len(shape) < 2:
+            raise ValueError(f"newton_schulz: coeffs='root' needs a matrix shape, got {shape!r}")
+        key = (min(shape[-2:]), max(shape[-2:]))
+        table, safety = (ROOT_SHAPE_COEFFS.get(key, MUON_COEFFS[0]),), 1.0
+    elif isinstance(coeffs, str):
         if coeffs not in COEFF_SETS:
             raise ValueError(
                 f"newton_schulz: unknown coeffs {coeffs!r}; expected one of "
-                f"{sorted(COEFF_SETS)} or a (k, 3) array"
+                f"{sorted(COEFF_SETS) + ['root']} or a (k, 3) array"
             )
         table, safety = COEFF_SETS[coeffs]
     else:
@@ -88,11 +106,13 @@ def newton_schulz(
 
     Tall inputs are transposed so the Gram matrix is min(m, n) square. The iteration runs in
     `compute_dtype` (default: g's dtype; e.g. jnp.bfloat16 for speed) and the result is cast
-    back to g's dtype. A zero input gives a zero output.
+    back to g's dtype. `coeffs`: "muon", "dion", "polar_express" (normalizes by 1.02 ||G||_F),
+    "root" (per-shape triple from ROOT_SHAPE_COEFFS), an (a, b, c) triple or a (k, 3) table.
+    A zero input gives a zero output.
     """
     if g.ndim < 2:
         raise ValueError(f"newton_schulz: g must have at least 2 dimensions, got shape {g.shape}")
-    table, safety = ns_coefficients(coeffs, steps)
+    table, safety = ns_coefficients(coeffs, steps, g.shape)
     out_dtype = g.dtype
     x = g.astype(compute_dtype or g.dtype)
     tall = x.shape[-2] > x.shape[-1]

@@ -1,4 +1,5 @@
-"""Device meshes, sharding specs and pmap helpers for data-parallel and FSDP training."""
+"""Device meshes, sharding specs and pmap helpers for data-parallel and FSDP training;
+distributed orthogonalization."""
 from manifold_opt.parallel.mesh import (
     AXES,
     DATA_AXIS,
@@ -11,6 +12,7 @@ from manifold_opt.parallel.mesh import (
     replicated,
     replicated_shardings,
 )
+from manifold_opt.parallel.orthogonalize import sharded_orthogonalizer
 from manifold_opt.parallel.pmap import PMAP_AXIS, replicate, split_batch, unreplicate
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "replicate",
     "replicated",
     "replicated_shardings",
+    "sharded_orthogonalizer",
     "split_batch",
     "unreplicate",
 ]

@@ -1,0 +1,101 @@
+"""Independent float64 NumPy references for the orthogonalized optimizers (one step each)."""
+import numpy as np
+
+MUON = (3.4445, -4.7750, 2.0315)
+
+
+def ns(x, steps=5, coeffs=MUON, eps=1e-7):
+    """Quintic Newton-Schulz on one matrix, written out from the formula."""
+    tall = x.shape[0] > x.shape[1]
+    x = x.T if tall else x
+    x = x / (np.linalg.norm(x) + eps)
+    for _ in range(steps):
+        a = x @ x.T
+        x = coeffs[0] * x + (coeffs[1] * a + coeffs[2] * a @ a) @ x
+    return x.T if tall else x
+
+
+def width(p):
+    return np.sqrt(max(1.0, p.shape[1] / p.shape[0]))
+
+
+def nesterov(state, g, beta):
+    m = beta * state.get("m", 0 * g) + (1 - beta) * g
+    return {**state, "m": m}, (1 - beta) * g + beta * m
+
+
+def muon(state, g, p, lr, wd, beta=0.95):
+    state, u = nesterov(state, g, beta)
+    return state, -lr * (width(p) * ns(u) + wd * p)
+
+
+def cosh_scaled(u, gamma=1.5):
+    r = np.sqrt(np.mean(np.cosh(gamma * u / np.linalg.norm(u)) ** 2))
+    return u / (r + 1e-8)
+
+
+def auon(state, g, p, lr, wd, beta=0.95):
+    state, u = nesterov(state, g, beta)
+    return state, -lr * (cosh_scaled(u) + wd * p)
+
+
+def hybrid_auon(state, g, p, lr, wd, beta=0.95):
+    state, u = nesterov(state, g, beta)
+    return state, -lr * (cosh_scaled(ns(u)) + wd * p)
+
+
+def normuon(state, g, p, lr, wd, beta=0.95, beta2=0.95):
+    state, u = nesterov(state, g, beta)
+    o = ns(u)
+    v = beta2 * state.get("v", np.zeros(p.shape[1])) + (1 - beta2) * np.mean(o**2, axis=0)  # per output
+    o_hat = o / (np.sqrt(v) + 1e-10)
+    o_hat *= np.linalg.norm(o) / (np.linalg.norm(o_hat) + 1e-10)
+    return {**state, "v": v}, -lr * (width(p) * o_hat + wd * p)
+
+
+def conda(state, g, p, lr, wd, gap, b1=0.9, b2=0.99, eps=1e-8, scale=0.25):
+    t = state.get("t", 0) + 1
+    w = g.T  # reference layout (out, in)
+    m = b1 * state.get("m", 0 * w) + (1 - b1) * w
+    rows_ge_cols = w.shape[0] >= w.shape[1]
+    q = state.get("q")
+    if (t - 1) % gap == 0:
+        u, _, vh = np.linalg.svd(m, full_matrices=False)
+        q = vh.T if rows_ge_cols else u
+    proj = (lambda x: x @ q) if rows_ge_cols else (lambda x: q.T @ x)
+    back = (lambda y: y @ q.T) if rows_ge_cols else (lambda y: q @ y)
+    v = b2 * state.get("v", 0 * w) + (1 - b2) * proj(w) ** 2
+    step = scale * np.sqrt(1 - b2**t) / (1 - b1**t)
+    upd = back(proj(m) / (np.sqrt(v) + eps)) * step
+    return {"t": t, "m": m, "v": v, "q": q}, -lr * (upd.T + wd * p)
+
+
+def root(state, g, p, lr, wd, mu=0.95):
+    m = mu * state.get("m", 0 * g) + g
+    u = g + mu * m
+    eps = np.quantile(np.abs(u), 0.9)
+    o = ns(np.clip(u, -eps, eps))
+    return {"m": m}, -lr * (0.2 * np.sqrt(max(p.shape)) * o + wd * p)
+
+
+def soft_clip_svd(x, c):
+    u, s, vh = np.linalg.svd(x, full_matrices=False)
+    return (u * (s / np.sqrt(1 + s**2 / c**2))) @ vh
+
+
+def adam(state, g, b1=0.9, b2=0.999, eps=1e-8):
+    t = state.get("t", 0) + 1
+    m = b1 * state.get("m", 0 * g) + (1 - b1) * g
+    v = b2 * state.get("v", 0 * g) + (1 - b2) * g**2
+    return {"t": t, "m": m, "v": v}, (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+
+
+def spectral_clip(state, g, p, lr, wd, c):
+    state, u = adam(state, g)
+    return state, -lr * (width(p) * soft_clip_svd(u, c) + wd * p)
+
+
+def spectral_clip_vector(state, g, lr, c):
+    state, u = adam(state, g)
+    n = np.linalg.norm(u)
+    return state, -lr * (u / np.sqrt(1 + (n / c) ** 2) if n > c else u)
