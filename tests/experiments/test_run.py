@@ -2,25 +2,51 @@
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from configs import quickstart as quickstart_config
 from experiments import harness, quickstart, registry
+from tests.experiments.test_resume import assert_same_state, final_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run_cli(workdir, *overrides):
+def cli_command(workdir, *overrides):
     cmd = [sys.executable, "-m", "experiments.run", "--config", "configs/quickstart.py", "--workdir", str(workdir)]
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run(cmd + list(overrides), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return cmd + list(overrides), dict(os.environ, PYTHONPATH=ROOT)
 
 
-def test_quick_run_writes_scalars_summary_plot_and_checkpoints(tmp_path):
-    proc = run_cli(tmp_path, "--config.quick=True")
+def run_cli(workdir, *overrides):
+    cmd, env = cli_command(workdir, *overrides)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def kill_after_first_checkpoint(workdir, *overrides):
+    """Start a CLI run and SIGKILL it once its first checkpoint (step 100) is on disk."""
+    cmd, env = cli_command(workdir, *overrides)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = os.path.join(str(workdir), "riemannian_adam", "checkpoints", "100")
+    deadline = time.monotonic() + 240
+    while not os.path.isdir(first) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+
+
+def test_quick_run_writes_artifacts_and_a_killed_run_resumes_to_the_same_result(tmp_path):
+    killed = tmp_path / "killed"
+    kill_after_first_checkpoint(killed, "--config.quick=True")
+    assert not os.path.exists(killed / "summary.json")  # killed mid-run
+    assert not os.path.isdir(killed / "riemannian_adam" / "checkpoints" / "200")
+    resumed = run_cli(killed, "--config.quick=True")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    proc = run_cli(tmp_path, "--config.quick=True")  # uninterrupted
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "riemannian_adam" in proc.stdout and "adamw" in proc.stdout
     with open(tmp_path / "summary.json") as f:
@@ -36,6 +62,15 @@ def test_quick_run_writes_scalars_summary_plot_and_checkpoints(tmp_path):
     assert summary["adamw/feasibility"] > 1e-2
     with open(tmp_path / "comparison.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+    # the killed-and-resumed run ends bit-identical, with the same curves and final metrics
+    for arm in ("riemannian_adam", "adamw"):
+        assert_same_state(final_state(str(killed), 200, arm), final_state(str(tmp_path), 200, arm))
+        assert harness.read_history(str(killed / arm)) == harness.read_history(str(tmp_path / arm))
+    with open(killed / "summary.json") as f:
+        resumed_summary = json.load(f)
+    drop_rates = lambda d: {k: v for k, v in d.items() if "steps_per_second" not in k}  # noqa: E731
+    assert drop_rates(resumed_summary) == drop_rates(summary)
 
 
 @pytest.mark.parametrize(

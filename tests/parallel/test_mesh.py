@@ -59,7 +59,7 @@ def loss_curve(mode, mesh_shape, steps=20):
 def test_sharded_and_pmap_loss_curves_match_single_device():
     reference, ref_state = loss_curve("none", (1, 1))
     assert reference[-1] < reference[0]  # it trains
-    for mode, mesh_shape in [("jit_sharded", (1, 8)), ("jit_sharded", (2, 4)), ("jit_sharded", (8, 1)), ("pmap", (8, 1))]:
+    for mode, mesh_shape in [("jit_sharded", (1, 8)), ("jit_sharded", (2, 4)), ("pmap", (8, 1))]:
         losses, state = loss_curve(mode, mesh_shape)
         np.testing.assert_allclose(losses, reference, rtol=1e-5, atol=1e-5, err_msg=f"{mode} {mesh_shape}")
         for a, b in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(ref_state["params"])):
