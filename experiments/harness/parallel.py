@@ -80,9 +80,14 @@ def compile_step(loss_fn, optimizer, mode: str, mesh_shape, state) -> CompiledSt
         )
     if mode == "pmap":
         devices = mesh.devices.ravel().tolist()
-        step = jax.pmap(make_update(loss_fn, optimizer, parallel.PMAP_AXIS), axis_name=parallel.PMAP_AXIS, devices=devices)
+        pmapped = jax.pmap(make_update(loss_fn, optimizer, parallel.PMAP_AXIS), axis_name=parallel.PMAP_AXIS, devices=devices)
+
+        def step(state, batch):  # metrics are equal on every device after pmean: keep one copy
+            state, metrics = pmapped(state, batch)
+            return state, parallel.unreplicate(metrics)
+
         return CompiledStep(
-            lambda s, b: (lambda out: (out[0], parallel.unreplicate(out[1])))(step(s, b)),
+            step,
             lambda s: parallel.replicate(s, devices),
             lambda b: parallel.split_batch(b, len(devices)),
             parallel.unreplicate,
