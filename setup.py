@@ -17,6 +17,11 @@ setup(
         "ml_collections>=0.1.1",
         "numpy>=1.26",
         "scipy>=1.11",
+        "orbax-checkpoint>=0.6",
+        "tensorboardX>=2.6",
+        "tqdm>=4.66",
+        "matplotlib>=3.8",
+        "scikit-learn>=1.3",
     ],
     extras_require={
         "test": [

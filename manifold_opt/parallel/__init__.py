@@ -1,4 +1,34 @@
-"""Mesh and sharding helpers, distributed orthogonalization."""
+"""Device meshes, sharding specs and pmap helpers for data-parallel and FSDP training;
+distributed orthogonalization."""
+from manifold_opt.parallel.mesh import (
+    AXES,
+    DATA_AXIS,
+    FSDP_AXIS,
+    batch_sharding,
+    fsdp_shardings,
+    fsdp_spec,
+    make_mesh,
+    per_device_bytes,
+    replicated,
+    replicated_shardings,
+)
 from manifold_opt.parallel.orthogonalize import sharded_orthogonalizer
+from manifold_opt.parallel.pmap import PMAP_AXIS, replicate, split_batch, unreplicate
 
-__all__ = ["sharded_orthogonalizer"]
+__all__ = [
+    "AXES",
+    "DATA_AXIS",
+    "FSDP_AXIS",
+    "PMAP_AXIS",
+    "batch_sharding",
+    "fsdp_shardings",
+    "fsdp_spec",
+    "make_mesh",
+    "per_device_bytes",
+    "replicate",
+    "replicated",
+    "replicated_shardings",
+    "sharded_orthogonalizer",
+    "split_batch",
+    "unreplicate",
+]

@@ -1,0 +1,23 @@
+"""The harness every experiment uses: config checks, compiled (parallel) steps, the train loop
+with orbax checkpoints and resume, metric writers (TensorBoard + JSON), plots and progress."""
+from experiments.harness.config import check_common, resolve
+from experiments.harness.loop import Preempted, TrainResult, train
+from experiments.harness.metrics import MetricWriter, read_history, write_summary
+from experiments.harness.parallel import CompiledStep, check_parallel, compile_step, make_update
+from experiments.harness.plots import plot_curves
+
+__all__ = [
+    "CompiledStep",
+    "MetricWriter",
+    "Preempted",
+    "TrainResult",
+    "check_common",
+    "check_parallel",
+    "compile_step",
+    "make_update",
+    "plot_curves",
+    "read_history",
+    "resolve",
+    "train",
+    "write_summary",
+]

@@ -1,0 +1,54 @@
+"""Run an experiment from a config file:
+
+    python -m experiments.run --config configs/<name>.py --workdir DIR [--config.key=value ...]
+
+The workdir receives TensorBoard scalars, metrics.jsonl histories, summary.json, PNG plots
+and orbax checkpoints; rerunning with the same workdir resumes from the last checkpoint.
+"""
+from __future__ import annotations
+
+import logging as std_logging
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and plots.", required=True)
+
+
+def parse_flags(argv):
+    """Parse flags; an unknown config key or an unparsable value exits naming the flag."""
+    try:
+        return flags.FLAGS(argv)
+    except AttributeError as e:  # locked ConfigDict: unknown key
+        key = str(e).strip("\"'")
+        sys.exit(f"experiments.run: unknown config key {key!r} (in --config.{key}); see the config file for its keys")
+    except flags.Error as e:
+        sys.exit(f"experiments.run: {e}")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from experiments import harness, registry  # after flag parsing: config errors fail fast
+    # Orbax reports every checkpoint step at INFO; keep the log to our progress and warnings.
+    logging.get_absl_handler().addFilter(lambda r: "orbax" not in r.pathname or r.levelno >= std_logging.WARNING)
+    try:
+        config = harness.resolve(_CONFIG.value)
+        harness.check_common(config)
+        experiment = registry.load(config.experiment)
+        experiment.validate(config)
+    except ValueError as e:
+        sys.exit(f"experiments.run: {e}")
+    try:
+        metrics = experiment.run(config, _WORKDIR.value)
+    except harness.Preempted as e:
+        sys.exit(f"experiments.run: {e}")
+    print("final metrics:")
+    for key in sorted(metrics):
+        print(f"  {key}: {metrics[key]:.6g}")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,50 @@
+"""An interrupted run resumed in the same workdir ends bit-identical to an uninterrupted one."""
+import os
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import quickstart as quickstart_config
+from experiments import harness, quickstart
+
+
+def small_config(**values):
+    config = quickstart_config.get_config()
+    config.update(
+        dict(optimizers=("riemannian_adam",), num_steps=30, checkpoint_every=10, eval_every=10, log_every=5, **values)
+    )
+    return harness.resolve(config)
+
+
+def final_state(workdir, step=30, arm="riemannian_adam"):
+    path = os.path.join(workdir, arm, "checkpoints")
+    with ocp.CheckpointManager(os.path.abspath(path)) as manager:
+        return manager.restore(step, args=ocp.args.StandardRestore())
+
+
+def assert_same_state(a, b):
+    leaves_a, leaves_b = ocp.tree.to_flat_dict(a), ocp.tree.to_flat_dict(b)
+    assert leaves_a.keys() == leaves_b.keys()
+    for key in leaves_a:
+        np.testing.assert_array_equal(np.asarray(leaves_a[key]), np.asarray(leaves_b[key]), err_msg=str(key))
+
+
+# "none" is covered by the CLI kill-and-resume test in test_run.py.
+@pytest.mark.parametrize("parallel", ["jit_sharded"])
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, parallel):
+    full = quickstart.run(small_config(parallel=parallel), str(tmp_path / "full"))
+    interrupted = str(tmp_path / "interrupted")
+    with pytest.raises(harness.Preempted):  # stops at step 17; the last checkpoint is step 10
+        quickstart.run(small_config(parallel=parallel, stop_after=17), interrupted)
+    assert sorted(os.listdir(os.path.join(interrupted, "riemannian_adam", "checkpoints"))) == ["10"]
+    resumed = quickstart.run(small_config(parallel=parallel), interrupted)
+
+    assert_same_state(final_state(str(tmp_path / "full")), final_state(interrupted))
+    assert {k: v for k, v in full.items() if "steps_per_second" not in k} == {
+        k: v for k, v in resumed.items() if "steps_per_second" not in k
+    }
+    history = lambda d: harness.read_history(os.path.join(d, "riemannian_adam"))  # noqa: E731
+    assert history(str(tmp_path / "full")) == history(interrupted)
+    assert [r["step"] for r in history(interrupted) if "train/loss" in r] == [5, 10, 15, 20, 25, 30]
+
