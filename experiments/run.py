@@ -28,6 +28,11 @@ def parse_flags(argv):
         sys.exit(f"experiments.run: {e}")
 
 
+def explicit_config_keys(argv) -> set[str]:
+    """Top-level config keys set on the command line (`--config.key=value` or `--config.key value`)."""
+    return {a[len("--config."):].split("=")[0].split(".")[0] for a in argv if a.startswith("--config.")}
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -35,7 +40,7 @@ def main(argv):
     # Orbax reports every checkpoint step at INFO; keep the log to our progress and warnings.
     logging.get_absl_handler().addFilter(lambda r: "orbax" not in r.pathname or r.levelno >= std_logging.WARNING)
     try:
-        config = harness.resolve(_CONFIG.value)
+        config = harness.resolve(_CONFIG.value, explicit=explicit_config_keys(sys.argv))
         harness.check_common(config)
         experiment = registry.load(config.experiment)
         experiment.validate(config)

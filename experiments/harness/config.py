@@ -10,14 +10,18 @@ import ml_collections
 PARALLEL_MODES = ("none", "jit_sharded", "pmap")
 
 
-def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """A locked copy of `config` with `config.quick_overrides` applied when `config.quick`."""
+def resolve(config: ml_collections.ConfigDict, explicit=()) -> ml_collections.ConfigDict:
+    """A locked copy of `config` with `config.quick_overrides` applied when `config.quick`.
+
+    Keys named in `explicit` (set on the command line) keep their value: an explicit
+    `--config.num_steps=7` wins over the quick variant's step count."""
     config = ml_collections.ConfigDict(config.to_dict())
     if config.get("quick"):
         for key, value in config.get("quick_overrides", {}).items():
             if key not in config:
                 raise ValueError(f"config.quick_overrides: unknown key {key!r}")
-            config[key] = value
+            if key not in explicit:
+                config[key] = value
     config.lock()
     return config
 

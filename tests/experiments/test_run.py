@@ -122,6 +122,18 @@ def test_quick_overrides_apply_and_config_stays_locked():
         config.no_such_key = 1
 
 
+def test_explicit_flags_win_over_quick_overrides():
+    from experiments.run import explicit_config_keys
+
+    explicit = explicit_config_keys(["run", "--config", "c.py", "--config.quick=True", "--config.num_steps", "7"])
+    assert explicit == {"quick", "num_steps"}
+    config = quickstart_config.get_config()
+    config.quick, config.num_steps = True, 7
+    resolved = harness.resolve(config, explicit=explicit)
+    assert resolved.num_steps == 7
+    assert resolved.eval_every == config.quick_overrides.eval_every  # the other overrides still apply
+
+
 def test_registry_names_unknown_experiment():
     assert registry.get("quickstart") is quickstart.run
     with pytest.raises(ValueError, match="config.experiment"):
