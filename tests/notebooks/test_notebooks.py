@@ -14,6 +14,7 @@ from nbclient import NotebookClient
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT_S = 120
+VIRTUAL_DEVICES_FLAG = "--xla_force_host_platform_device_count"
 
 
 def _read(path):
@@ -41,7 +42,9 @@ def test_notebook_runs_without_errors(path):
     first_code = next(cell for cell in nb.cells if cell.cell_type == "code")
     assert "REPO_URL" in first_code.source and "pip" in first_code.source, "the first code cell installs the package"
     pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, PYTHONPATH=pythonpath, MPLBACKEND="Agg")
+    # as a user runs it: without the test-wide virtual CPU devices of tests/conftest.py
+    xla_flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(VIRTUAL_DEVICES_FLAG)]
+    env = dict(os.environ, PYTHONPATH=pythonpath, MPLBACKEND="Agg", XLA_FLAGS=" ".join(xla_flags))
     client = NotebookClient(
         nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
     )
