@@ -28,6 +28,10 @@ setup(
             "pytest>=8.0",
             "pytest-xdist>=3.5",
             "hypothesis>=6.100",
+            "nbclient>=0.9",
+            "nbformat>=5.9",
+            "ipykernel>=6.25",
+            "matplotlib>=3.8",
         ],
         "bench": [
             "pymanopt>=2.2",
