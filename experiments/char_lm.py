@@ -160,10 +160,12 @@ def validation_set(val: np.ndarray, config) -> dict:
 
 def build(config, vocab: int):
     """(initial params as a pure dict, loss_fn, weight_dimension_numbers for the optimizers)."""
-    model = CharTransformer(vocab, config.context, config.d_model, config.num_heads, config.num_layers,
-                            config.mlp_ratio, nnx.Rngs(config.seed))
-    graphdef, state = nnx.split(model)
-    params = nnx.to_pure_dict(state)
+    def make_model():
+        return CharTransformer(vocab, config.context, config.d_model, config.num_heads, config.num_layers,
+                               config.mlp_ratio, nnx.Rngs(config.seed))
+
+    graphdef, _ = nnx.split(nnx.eval_shape(make_model))
+    params = jax.jit(lambda: nnx.to_pure_dict(nnx.state(make_model())))()  # one compile, not one per init op
 
     def loss_fn(params, batch):
         tokens = batch["tokens"]
@@ -235,9 +237,10 @@ def run(config, workdir: str) -> dict[str, float]:
     val_set = validation_set(val_ids, config)
     batches = batch_fn(train_ids, config)
 
-    @jax.jit
+    validation_loss = jax.jit(lambda params: loss_fn(params, val_set)[0])  # one compile for all optimizers
+
     def evaluate(state):
-        return {"val/loss": loss_fn(state["params"], val_set)[0]}
+        return {"val/loss": validation_loss(state["params"])}
 
     def train(name, lr, adam_lr, num_steps, subdir, eval_every):
         optimizer = make_optimizer(name, dims, config)(
