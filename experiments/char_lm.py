@@ -91,7 +91,9 @@ def validate(config) -> None:
     for name in config.optimizers:
         if name not in config.learning_rates:
             raise ValueError(f"config.learning_rates: no base learning rate for {name!r}")
-        checks.check_positive_float(config.learning_rates, name)
+        lr = config.learning_rates[name]
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+            raise ValueError(f"config.learning_rates.{name}: expected a positive number, got {lr!r}")
     for factor in config.sweep_factors:
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0:
             raise ValueError(f"config.sweep_factors: expected positive numbers, got {tuple(config.sweep_factors)!r}")

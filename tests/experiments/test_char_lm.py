@@ -87,6 +87,8 @@ def test_steps_to_reach():
         (dict(optimizers=("muon",)), "config.optimizers"),
         (dict(optimizers=("adamw", "sgd")), "config.optimizers"),
         (dict(num_heads=3), "config.num_heads"),
+        (dict(learning_rates=dict(adamw=3e-3, muon=-0.02, auon=0.08, hybrid_auon=0.02, normuon=0.02, conda=0.01,
+                                  root=1e-3)), "config.learning_rates.muon"),
         (dict(sweep_factors=(1.0, -2.0)), "config.sweep_factors"),
         (dict(warmup_fraction=1.5), "config.warmup_fraction"),
         (dict(val_fraction=0.0), "config.val_fraction"),
