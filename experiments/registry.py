@@ -8,6 +8,7 @@ import importlib
 
 EXPERIMENTS = {
     "quickstart": "experiments.quickstart",
+    "char_lm": "experiments.char_lm",
 }
 
 
