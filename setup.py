@@ -35,6 +35,7 @@ setup(
         ],
         "bench": [
             "pymanopt>=2.2",
+            "autograd>=1.6",
         ],
     },
 )

@@ -74,11 +74,10 @@ def conjugate_gradient(
         restart = ~(slope < 0)
         direction = common.select(restart, common.scale(-1.0, it.grad), direction)
         slope = jnp.where(restart, -it.grad_norm**2, slope)
-        y, fy, memory = search(
+        y, fy, gy, memory = search(
             cost, manifold, it, direction, slope, memory, initial_step_rule,
             sufficient_decrease=sufficient_decrease, contraction=contraction, max_steps=max_line_search_steps,
         )
-        _, gy = common.value_and_rgrad(cost, manifold, y)
         g_old_t = manifold.transport(it.x, y, it.grad)
         d_t = manifold.transport(it.x, y, direction)
         beta = _beta(beta_rule, manifold, y, gy, g_old_t, d_t, it.grad_norm)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from manifold_opt.solvers.common import norm, scale, select
+from manifold_opt.solvers.common import norm, scale, select, value_and_rgrad
 
 
 def initial_step(manifold, x, direction, value, previous_value, slope, iteration):
@@ -26,12 +26,14 @@ def adaptive_initial_step(manifold, x, direction, previous_step, previous_trials
 
 
 def armijo_backtracking(
-    cost, manifold, x, value, direction, slope, step, *, sufficient_decrease=1e-4, contraction=0.5, max_steps=25
+    cost, manifold, x, value, direction, slope, step, *, sufficient_decrease=1e-4, contraction=0.5, max_steps=25,
+    first_trial=None,
 ):
     """Largest t = step * contraction^i (i < max_steps) with f(R_x(t d)) <= f(x) + c t <grad f, d>.
 
-    `slope` = <grad f(x), d>_x < 0. Returns (t, R_x(t d), f(R_x(t d)), number of cost
-    evaluations), with t = 0 and the point x when no trial passes (NaN costs never pass)."""
+    `slope` = <grad f(x), d>_x < 0. `first_trial` = (R_x(step d), f(R_x(step d))) when the caller
+    has already evaluated it. Returns (t, R_x(t d), f(R_x(t d)), number of cost evaluations),
+    with t = 0 and the point x when no trial passes (NaN costs never pass)."""
 
     def trial(t):
         y = manifold.retract(x, scale(t, direction))
@@ -50,7 +52,7 @@ def armijo_backtracking(
         y, fy = trial(t)
         return t, y, fy, i + 1
 
-    y0, f0 = trial(step)
+    y0, f0 = trial(step) if first_trial is None else first_trial
     t, y, fy, trials = lax.while_loop(cond, body, (step, y0, f0, jnp.int32(1)))
     failed = fails(fy, t)
     return jnp.where(failed, jnp.zeros_like(t), t), select(failed, x, y), jnp.where(failed, value, fy), trials
@@ -67,10 +69,22 @@ def first_search_memory(dtype):
 def search(cost, manifold, it, direction, slope, memory, rule, **armijo_options):
     """Armijo backtracking from iterate `it` along `direction`, started by `rule` (one of
     STEP_RULES; "quadratic" is `initial_step`, "adaptive" is `adaptive_initial_step`).
-    `memory` is the (step, evaluations) of the previous search. Returns (y, f(y), memory)."""
+    `memory` is the (step, evaluations) of the previous search. Returns (y, f(y), grad f(y),
+    memory). The first trial is evaluated with its gradient (one value_and_grad, so the forward
+    pass is shared), and the gradient is recomputed only when the search had to backtrack."""
     if rule == "adaptive":
         t0 = adaptive_initial_step(manifold, it.x, direction, memory[0], memory[1], it.iteration)
     else:
         t0 = initial_step(manifold, it.x, direction, it.value, it.previous_value, slope, it.iteration)
-    t, y, fy, trials = armijo_backtracking(cost, manifold, it.x, it.value, direction, slope, t0, **armijo_options)
-    return y, fy, (t.astype(memory[0].dtype), trials)
+    y0 = manifold.retract(it.x, scale(t0, direction))
+    f0, g0 = value_and_rgrad(cost, manifold, y0)
+    t, y, fy, trials = armijo_backtracking(
+        cost, manifold, it.x, it.value, direction, slope, t0, first_trial=(y0, f0), **armijo_options
+    )
+    failed = t == 0
+    gy = lax.cond(
+        failed | (trials == 1),
+        lambda: select(failed, it.grad, g0),
+        lambda: value_and_rgrad(cost, manifold, y)[1],
+    )
+    return y, fy, gy, (t.astype(memory[0].dtype), trials)

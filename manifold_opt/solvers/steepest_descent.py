@@ -37,11 +37,10 @@ def steepest_descent(
 
     def step(it, memory):
         direction = common.scale(-1.0, it.grad)
-        y, fy, memory = search(
+        y, fy, gy, memory = search(
             cost, manifold, it, direction, -it.grad_norm**2, memory, initial_step_rule,
             sufficient_decrease=sufficient_decrease, contraction=contraction, max_steps=max_line_search_steps,
         )
-        _, gy = common.value_and_rgrad(cost, manifold, y)
         return common.advance(manifold, it, y, fy, gy), memory
 
     it = common.start(cost, manifold, x0, log, max_iterations)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from manifold_opt.manifolds import Euclidean, Grassmann, OrthogonalGroup, Sphere, Stiefel
+from manifold_opt.solvers import common
 from manifold_opt.solvers.common import inner, value_and_rgrad
-from manifold_opt.solvers.line_search import armijo_backtracking
+from manifold_opt.solvers.line_search import armijo_backtracking, search
 from manifold_opt.solvers.trust_regions import riemannian_hvp, truncated_cg
 
 # manifold, second-order curve t -> c(t) with c(0) = x, c'(0) = u
@@ -90,3 +91,26 @@ def test_armijo_backtracking_sufficient_decrease_and_failure():
     t, y, fy, _ = armijo_backtracking(cost, manifold, x, value, grad, -slope, 1.0, max_steps=5)
     assert float(t) == 0.0 and float(fy) == float(value)
     np.testing.assert_array_equal(np.asarray(y), np.asarray(x))
+
+
+@pytest.mark.parametrize("previous_step, trials, ascent", [(1e-3, 2, False), (50.0, 1, False), (1.0, 1, True)])
+def test_search_returns_the_gradient_at_the_accepted_point(previous_step, trials, ascent):
+    """The gradient `search` hands back (from the first trial, recomputed after a backtrack, or
+    the start's after a failed search) is the Riemannian gradient at the point it returns."""
+    manifold = Stiefel(6, 2)
+    rng = np.random.default_rng(2)
+    a = jnp.asarray(rng.standard_normal((6, 6)))
+    cost = lambda x: jnp.sum(x * (a @ x)) + jnp.sum(x**3)  # noqa: E731
+    x = manifold.random_point(jax.random.key(3), dtype=jnp.float64)
+    it = common.start(cost, manifold, x, False, 1)._replace(iteration=jnp.int32(1))
+    direction = it.grad if ascent else -it.grad
+    slope = inner(manifold, x, it.grad, direction)
+    memory = (jnp.asarray(previous_step), jnp.int32(trials))  # adaptive rule: first step 2 * 1e-3 or 2 * 50
+    y, fy, gy, (t, used) = search(cost, manifold, it, direction, slope, memory, "adaptive", max_steps=30)
+    expected_value, expected_grad = value_and_rgrad(cost, manifold, y)
+    np.testing.assert_allclose(float(fy), float(expected_value), rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(gy), np.asarray(expected_grad), rtol=1e-12, atol=1e-13)
+    if ascent:
+        assert float(t) == 0.0
+    else:
+        assert (int(used) == 1) == (previous_step < 1.0)
