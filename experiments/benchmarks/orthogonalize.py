@@ -22,9 +22,10 @@ from optax.contrib._muon import orthogonalize_via_newton_schulz
 
 from experiments.benchmarks.timing import median_time
 from manifold_opt.linalg import newton_schulz
+from manifold_opt.linalg.polar import MUON_COEFFS
 from manifold_opt.transforms.auon import cosh_normalize, cosh_rms
 
-MUON_TRIPLE = jnp.asarray((3.4445, -4.7750, 2.0315))
+MUON_TRIPLE = jnp.asarray(MUON_COEFFS[0])  # the same coefficients for optax's side
 STEPS = 5
 
 
