@@ -1,8 +1,8 @@
 """Full-batch solvers: each one jitted lax.while_loop with stopping criteria, returning a
 SolverResult (see result.py)."""
 from manifold_opt.solvers.conjugate_gradient import conjugate_gradient
-from manifold_opt.solvers.result import SolverLog, SolverResult
+from manifold_opt.solvers.result import SolverLog, SolverResult, StopReason, stop_reason_name
 from manifold_opt.solvers.steepest_descent import steepest_descent
 from manifold_opt.solvers.trust_regions import trust_regions
 
-__all__ = ["SolverLog", "SolverResult", "conjugate_gradient", "steepest_descent", "trust_regions"]
+__all__ = ["SolverLog", "SolverResult", "StopReason", "stop_reason_name", "conjugate_gradient", "steepest_descent", "trust_regions"]

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from manifold_opt.solvers.result import SolverLog, SolverResult
+from manifold_opt.solvers.result import SolverLog, SolverResult, StopReason
 
 
 class Iterate(NamedTuple):
@@ -105,10 +105,19 @@ def advance(manifold, it: Iterate, x, value, grad, accepted=True) -> Iterate:
     return Iterate(x, value, grad, grad_norm, previous, k, write_log(it.log, k, value, grad_norm))
 
 
-def stopped(it: Iterate, tolerance, cost_tolerance):
-    """||grad f|| <= tolerance, or the last cost change |f_prev - f| <= cost_tolerance (1 + |f|)."""
-    small_change = jnp.abs(it.previous_value - it.value) <= cost_tolerance * (1.0 + jnp.abs(it.value))
-    return (it.grad_norm <= tolerance) | small_change
+def stop_reason(it: Iterate, tolerance, cost_tolerance, max_iterations):
+    """The StopReason code of `it` (RUNNING while no stopping test holds), checked in order:
+    a NaN/inf cost or gradient, the gradient tolerance, a stalled cost change |f_prev - f| <=
+    cost_tolerance (1 + |f|), the iteration budget."""
+    non_finite = ~(jnp.isfinite(it.value) & jnp.isfinite(it.grad_norm))
+    small_gradient = it.grad_norm <= tolerance
+    stalled = jnp.abs(it.previous_value - it.value) <= cost_tolerance * (1.0 + jnp.abs(it.value))
+    reason = jnp.select(
+        [non_finite, small_gradient, stalled, it.iteration >= max_iterations],
+        [StopReason.NON_FINITE, StopReason.GRADIENT_TOLERANCE, StopReason.COST_STALLED, StopReason.MAX_ITERATIONS],
+        StopReason.RUNNING,
+    )
+    return reason.astype(jnp.int32)
 
 
 def run(step, it: Iterate, extras, max_iterations, tolerance, cost_tolerance) -> tuple[SolverResult, object]:
@@ -116,11 +125,12 @@ def run(step, it: Iterate, extras, max_iterations, tolerance, cost_tolerance) ->
 
     def cond(carry):
         it, _ = carry
-        return (it.iteration < max_iterations) & ~stopped(it, tolerance, cost_tolerance)
+        return stop_reason(it, tolerance, cost_tolerance, max_iterations) == StopReason.RUNNING
 
     it, extras = lax.while_loop(cond, lambda carry: step(*carry), (it, extras))
+    reason = stop_reason(it, tolerance, cost_tolerance, max_iterations)
     result = SolverResult(
-        it.x, it.value, it.grad_norm, it.iteration, stopped(it, tolerance, cost_tolerance), it.log
+        it.x, it.value, it.grad_norm, it.iteration, reason == StopReason.GRADIENT_TOLERANCE, reason, it.log
     )
     return result, extras
 

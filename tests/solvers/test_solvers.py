@@ -117,8 +117,11 @@ PROBLEMS = {"brockett": brockett, "dominant_subspace": dominant_subspace, "procr
 @pytest.mark.parametrize("problem", list(PROBLEMS))
 def test_solver_reaches_reference_optimum(solver, problem):
     manifold, cost, optimum, x0 = PROBLEMS[problem](np.random.default_rng(len(problem)))
-    result = SOLVERS[solver](cost, manifold, x0, max_iterations=3000, tolerance=1e-9)
-    assert bool(result.converged)
+    # First-order solvers stall (Armijo sees no float64 decrease) near |grad| ~ 1e-6 on these
+    # problems; trust regions gets to 1e-9.
+    tolerance = 1e-9 if solver == "trust_regions" else 1e-5
+    result = SOLVERS[solver](cost, manifold, x0, max_iterations=3000, tolerance=tolerance)
+    assert bool(result.converged), mo.solvers.stop_reason_name(result.stop_reason)
     assert relative_gap(result.value, optimum) < 1e-6
     assert float(manifold.feasibility(result.x)) < 1e-10
     np.testing.assert_allclose(float(cost(result.x)), float(result.value), rtol=1e-12)
@@ -176,7 +179,10 @@ def test_stopping_rules():
     assert bool(loose.converged) and float(loose.gradient_norm) <= 1e-2
     by_cost = mo.solvers.conjugate_gradient(cost, manifold, x0, max_iterations=500, tolerance=0.0,
                                             cost_tolerance=1e-3)
-    assert bool(by_cost.converged) and int(by_cost.iterations) < int(loose.iterations) + 500
+    assert not bool(by_cost.converged)  # a stalled cost is not convergence
+    assert int(by_cost.stop_reason) == mo.solvers.StopReason.COST_STALLED
+    assert int(capped.stop_reason) == mo.solvers.StopReason.MAX_ITERATIONS
+    assert int(loose.stop_reason) == mo.solvers.StopReason.GRADIENT_TOLERANCE
 
 
 def test_vmap_over_starts_and_compile_cache():
