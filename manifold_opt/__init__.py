@@ -26,3 +26,10 @@ from manifold_opt.transforms import (
 )
 
 __version__ = "0.1.0"
+from manifold_opt.transforms import (  # noqa: E402  (orthogonal-gradient rules)
+    orthogonal_gradient,
+    pcgrad,
+    project_out,
+    protect_from_inputs,
+    protect_from_weights,
+)

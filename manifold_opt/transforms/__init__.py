@@ -51,3 +51,22 @@ __all__ = [
     "soft_spectral_clip",
     "spectral_clip",
 ]
+from manifold_opt.transforms.orthogonal_gradient import PCGradState, orthogonal_gradient, pcgrad
+from manifold_opt.transforms.project_out import (
+    ProjectOutState,
+    extend_basis,
+    project_out,
+    protect_from_inputs,
+    protect_from_weights,
+)
+
+__all__ += [
+    "PCGradState",
+    "ProjectOutState",
+    "extend_basis",
+    "orthogonal_gradient",
+    "pcgrad",
+    "project_out",
+    "protect_from_inputs",
+    "protect_from_weights",
+]
