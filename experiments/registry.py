@@ -10,6 +10,7 @@ EXPERIMENTS = {
     "quickstart": "experiments.quickstart",
     "char_lm": "experiments.char_lm",
     "continual": "experiments.continual",
+    "odice": "experiments.odice",
 }
 
 
