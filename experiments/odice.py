@@ -122,7 +122,7 @@ def _rollouts(P, start, goal, key, q, epsilon, episodes: int, horizon: int):
             s, done = carry
             ka, ks = jax.random.split(key)
             a = jax.random.categorical(ka, jnp.log(pi[s]))
-            s2 = jax.random.categorical(ks, jnp.log(P[s, a] + 1e-30))
+            s2 = jax.random.categorical(ks, jnp.log(P[s, a] + 1e-30)).astype(jnp.int32)
             d = s2 == goal
             return (s2, done | d), (s, a, d.astype(jnp.float32), s2, d.astype(jnp.float32), (~done).astype(jnp.float32))
 
@@ -250,12 +250,12 @@ def run_one(config, workdir, env, q, dataset_name, method, compiled_steps):
         pick = lambda k: np.take_along_axis(host[k], idx, axis=1)  # noqa: E731
         return {"x": env.coords[pick("s")], "x2": env.coords[pick("s2")], "r": pick("r"), "d": pick("d")}
 
-    @jax.jit
-    def returns(params):
-        return jax.vmap(lambda p, d: env.policy_return(extract_policy(env, p, d, config)))(params, data)
+    if "returns" not in compiled_steps:  # one compile serves every dataset and method
+        compiled_steps["returns"] = jax.jit(
+            jax.vmap(lambda p, d: env.policy_return(extract_policy(env, p, d, config))))
 
     def evaluate(state):
-        scores = 100 * (np.asarray(returns(state["params"])) - j_rand) / (j_opt - j_rand)
+        scores = 100 * (np.asarray(compiled_steps["returns"](state["params"], data)) - j_rand) / (j_opt - j_rand)
         return {"normalized_return": float(np.mean(scores)), "normalized_return_std": float(np.std(scores)),
                 **{f"normalized_return/seed{i}": s for i, s in enumerate(scores)}}
 

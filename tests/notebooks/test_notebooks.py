@@ -51,3 +51,7 @@ def test_notebook_runs_without_errors(path):
     client.execute(env=env)  # raises CellExecutionError (with the traceback) on the first failing cell
     errors = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs if out.output_type == "error"]
     assert not errors
+
+
+def test_the_orthogonal_gradients_notebook_exists():
+    assert "05_orthogonal_gradients.ipynb" in {path.name for path in NOTEBOOKS}
