@@ -32,6 +32,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.log_every = 50
     c.checkpoint_every = 0
     c.quick_overrides = ml_collections.ConfigDict(
-        dict(datasets=("mixed",), num_seeds=2, episodes=60, num_steps=200, eval_every=100, log_every=20, hidden=32)
+        dict(datasets=("mixed",), num_seeds=2, episodes=60, num_steps=100, eval_every=50, log_every=20, hidden=32)
     )
     return c

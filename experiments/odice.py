@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -135,10 +136,10 @@ def _rollouts(P, start, goal, key, q, epsilon, episodes: int, horizon: int):
 def make_dataset(env: GridWorld, q, name: str, config, seed: int) -> dict:
     """The behaviour data `name` (DATASETS) for one seed, the mixture in equal numbers of episodes."""
     parts = DATASETS[name]
-    keys = jax.random.split(jax.random.key(seed), len(parts))
-    chunks = [env.rollouts(k, q, jnp.float32(eps), config.episodes // len(parts), config.horizon)
-              for k, eps in zip(keys, parts)]
-    return {k: jnp.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    chunks = [jax.device_get(env.rollouts(jax.random.key(len(parts) * seed + i), q, jnp.float32(eps),
+                                          config.episodes // len(parts), config.horizon))
+              for i, eps in enumerate(parts)]
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
 def init_value(key, hidden: int):
@@ -186,20 +187,19 @@ def value_gradients(params, target, batch, config):
     return g_f, g_b, g_lin, r_f
 
 
-def make_step(method: str, config):
-    """One value step for a single seed; vmapped over seeds by the caller."""
+def make_step(config):
+    """(step, init) for one seed, vmapped over seeds by the caller. The method is part of the
+    state (an index into METHODS), so one compiled step serves all three."""
     combine = mo.orthogonal_gradient(1.0)  # eta is already inside g_b, as in the reference code
     adam = optax.adam(config.learning_rate)
 
     def step(state, batch):
         params, target = state["params"], state["target"]
         g_f, g_b, g_lin, r_f = value_gradients(params, target, batch, config)
-        if method == "odice":
-            g = combine.update((g_f, g_b), optax.EmptyState())[0]
-        elif method == "true":
-            g = jax.tree.map(jnp.add, g_f, g_b)
-        else:
-            g = g_f
+        directions = (combine.update((g_f, g_b), optax.EmptyState())[0],  # odice
+                      jax.tree.map(jnp.add, g_f, g_b),  # true
+                      g_f)  # semi
+        g = jax.tree.map(lambda *d: jnp.stack(d)[state["method"]], *directions)
         g = jax.tree.map(jnp.add, g, g_lin)
         updates, opt_state = adam.update(g, state["opt_state"], params)
         params = optax.apply_updates(params, updates)
@@ -207,11 +207,12 @@ def make_step(method: str, config):
         flat = lambda t: jnp.concatenate([x.ravel() for x in jax.tree.leaves(t)])  # noqa: E731
         cosine = flat(g_f) @ flat(g_b) / (jnp.linalg.norm(flat(g_f)) * jnp.linalg.norm(flat(g_b)) + 1e-12)
         metrics = {"loss": jnp.mean(r_f**2), "cosine_fb": cosine, "value_s": jnp.mean(value(params, batch["x"]))}
-        return {"params": params, "target": target, "opt_state": opt_state}, metrics
+        return {**state, "params": params, "target": target, "opt_state": opt_state}, metrics
 
-    def init(key):
+    def init(key, method_index):
         params = init_value(key, config.hidden)
-        return {"params": params, "target": params, "opt_state": adam.init(params)}
+        return {"params": params, "target": params, "opt_state": adam.init(params),
+                "method": jnp.asarray(method_index, jnp.int32)}
 
     return step, init
 
@@ -226,41 +227,56 @@ def extract_policy(env: GridWorld, params, data, config):
     return jnp.where(total > 0, counts / jnp.where(total > 0, total, 1.0), 1.0 / len(MOVES))
 
 
-def run_one(config, workdir, env, q, dataset_name, method, compiled_steps):
-    """Train `method` on `dataset_name` for all seeds at once (vmapped) through the harness."""
-    seeds = range(config.seed, config.seed + config.num_seeds)
-    data = jax.tree.map(lambda *x: jnp.stack(x), *[make_dataset(env, q, dataset_name, config, s) for s in seeds])
-    host = jax.tree.map(np.asarray, data)
-    valid = [np.flatnonzero(v) for v in host["valid"]]
-    step, init = make_step(method, config)
-    if method not in compiled_steps:
-        def all_seeds(state, batch):  # metrics: means over the seeds
-            state, metrics = jax.vmap(step)(state, batch)
-            return state, jax.tree.map(jnp.mean, metrics)
+class Setup(NamedTuple):
+    """What every run shares: the environment, its reference returns, the compiled functions."""
+    env: GridWorld
+    q: jax.Array
+    j_opt: float  # the optimal policy's return
+    j_rand: float  # the uniform policy's return
+    step: harness.CompiledStep  # one value step for all seeds and any method
+    init: Callable  # (keys, method index) -> the states of all seeds
+    returns: Callable  # (params, data) -> each seed's extracted-policy return
 
-        compiled_steps[method] = harness.CompiledStep(jax.jit(all_seeds), jax.device_put, jax.device_put,
-                                                      lambda x: x, 1)
-    state = jax.vmap(init)(jax.random.split(jax.random.key(config.seed), config.num_seeds))
-    j_opt = float(env.policy_return(jax.nn.one_hot(jnp.argmax(q, 1), len(MOVES))))
-    j_rand = float(env.policy_return(jnp.full((env.num_states, len(MOVES)), 1.0 / len(MOVES))))
+
+def make_setup(config) -> Setup:
+    env = GridWorld(config.grid, config.slip, config.gamma)
+    q = env.optimal_q()
+    step, init = make_step(config)
+
+    def all_seeds(state, batch):  # metrics: means over the seeds
+        state, metrics = jax.vmap(step)(state, batch)
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    return Setup(
+        env, q,
+        float(env.policy_return(jax.nn.one_hot(jnp.argmax(q, 1), len(MOVES)))),
+        float(env.policy_return(jnp.full((env.num_states, len(MOVES)), 1.0 / len(MOVES)))),
+        harness.CompiledStep(jax.jit(all_seeds), jax.device_put, jax.device_put, lambda x: x, 1),
+        jax.jit(jax.vmap(init, in_axes=(0, None))),
+        jax.jit(jax.vmap(lambda p, d: env.policy_return(extract_policy(env, p, d, config)))),
+    )
+
+
+def run_one(config, workdir, setup: Setup, data, method: str, name: str):
+    """Train `method` on `data` (fields stacked over the seeds) for all seeds at once."""
+    env = setup.env
+    valid = [np.flatnonzero(v) for v in data["valid"]]
+    state = setup.init(jax.random.split(jax.random.key(config.seed), config.num_seeds), METHODS.index(method))
+    on_device = jax.device_put(data)
 
     def batches(step_index):
         rng = np.random.default_rng([config.seed, step_index])
         idx = np.stack([rng.choice(v, config.batch_size) for v in valid])
-        pick = lambda k: np.take_along_axis(host[k], idx, axis=1)  # noqa: E731
+        pick = lambda k: np.take_along_axis(data[k], idx, axis=1)  # noqa: E731
         return {"x": env.coords[pick("s")], "x2": env.coords[pick("s2")], "r": pick("r"), "d": pick("d")}
 
-    if "returns" not in compiled_steps:  # one compile serves every dataset and method
-        compiled_steps["returns"] = jax.jit(
-            jax.vmap(lambda p, d: env.policy_return(extract_policy(env, p, d, config))))
-
     def evaluate(state):
-        scores = 100 * (np.asarray(compiled_steps["returns"](state["params"], data)) - j_rand) / (j_opt - j_rand)
+        scores = 100 * (np.asarray(setup.returns(state["params"], on_device)) - setup.j_rand) / (setup.j_opt - setup.j_rand)
         return {"normalized_return": float(np.mean(scores)), "normalized_return_std": float(np.std(scores)),
                 **{f"normalized_return/seed{i}": s for i, s in enumerate(scores)}}
 
     result = harness.train(
-        state, compiled_steps[method], batches, config.num_steps, workdir=workdir, name=f"{dataset_name}/{method}",
+        state, setup.step, batches, config.num_steps, workdir=workdir, name=name,
         log_every=config.log_every, checkpoint_every=config.checkpoint_every, stop_after=config.stop_after,
         evaluate=evaluate, eval_every=config.eval_every,
     )
@@ -276,13 +292,15 @@ def summarize(history, key: str, last: int = 3):
 
 def run(config, workdir: str) -> dict[str, float]:
     validate(config)
-    env = GridWorld(config.grid, config.slip, config.gamma)
-    q = env.optimal_q()
-    results, rows, compiled = {}, [], {}
+    setup = make_setup(config)
+    results, rows = {}, []
     for name in config.datasets:
         histories = {}
+        seeds = range(config.seed, config.seed + config.num_seeds)
+        runs = [make_dataset(setup.env, setup.q, name, config, s) for s in seeds]
+        data = {k: np.stack([d[k] for d in runs]) for k in runs[0]}
         for method in config.methods:
-            history = run_one(config, os.path.join(workdir, name, method), env, q, name, method, compiled)
+            history = run_one(config, os.path.join(workdir, name, method), setup, data, method, f"{name}/{method}")
             histories[method] = history
             final, tail, spread = summarize(history, "normalized_return")
             final_std = [r["normalized_return_std"] for r in history if "normalized_return_std" in r][-1]
