@@ -11,9 +11,10 @@ bases U (fan_in side) and V (fan_out side) of the protected subspaces,
 With U spanning an old task's layer inputs x, x dW = 0: the layer's outputs on them do not move.
 Chain it last (after the optimizer and its learning rate) so the applied update is projected.
 
-Bases live in the transform's state with a fixed shape, (batch, n, n) per matrix leaf: the
-first `rank` columns orthonormal, the rest zero (rank 0 at the start), so a growing subspace
-never changes shapes under jit or in checkpoints. At a task boundary the helpers grow them:
+Bases live in the transform's state with a fixed shape, (batch, n, c) per matrix leaf with
+capacity c = min(n, max_rank): the first `rank` columns orthonormal, the rest zero (rank 0 at
+the start), so a growing subspace never changes shapes under jit or in checkpoints. A step
+costs O(n c fan_out) per matrix; set `max_rank` when n is large and the subspaces stay small. At a task boundary the helpers grow them:
 
 - `protect_from_inputs(opt_state, inputs)`: GPM / FOT. For samples R (n x m) of layer inputs,
   remove the existing subspace, R^ = R - U U^T R, take R^'s top left singular vectors until
@@ -38,8 +39,8 @@ SIDES = ("input", "output", "both")
 
 
 class ProjectOutState(NamedTuple):
-    """Protected bases per matrix leaf, (batch, n, n) zero-padded; None for an unused side and
-    for the leaves that are not matrices."""
+    """Protected bases per matrix leaf, (batch, n, capacity) zero-padded; None for an unused
+    side and for the leaves that are not matrices."""
     input: optax.Params | None
     output: optax.Params | None
 
@@ -61,7 +62,7 @@ def _check_fraction(name: str, value, allow_none: bool = False) -> None:
 
 
 def orthonormal_padded(columns: jax.Array, rank: jax.Array) -> jax.Array:
-    """An orthonormal basis of the first `rank` columns of (..., n, n) `columns`, zero beyond.
+    """An orthonormal basis of the first `rank` columns of (..., n, c) `columns`, zero beyond.
 
     Householder QR: for full-rank leading columns, Q's first `rank` columns span them."""
     q, _ = jnp.linalg.qr(columns)
@@ -76,9 +77,10 @@ def basis_rank(basis: jax.Array) -> jax.Array:
 
 def extend_basis(basis: jax.Array, samples: jax.Array, threshold: float = 0.98,
                  max_new: int | None = None) -> jax.Array:
-    """GPM / FOT basis growth (module doc) for one stack: basis (..., n, n) zero-padded,
-    samples (..., n, m) as columns. At most `max_new` new directions when given."""
-    n = basis.shape[-1]
+    """GPM / FOT basis growth (module doc) for one stack: basis (..., n, c) zero-padded,
+    samples (..., n, m) as columns. At most `max_new` new directions when given, and never
+    more than the free columns (the energy rule stops at full capacity)."""
+    capacity = basis.shape[-1]
     samples = samples.astype(basis.dtype)
     rank = basis_rank(basis)
     inside = basis @ (jnp.swapaxes(basis, -1, -2) @ samples)
@@ -88,14 +90,12 @@ def extend_basis(basis: jax.Array, samples: jax.Array, threshold: float = 0.98,
     energy = jnp.sum(inside * inside, axis=(-2, -1))[..., None] + jnp.cumsum(s * s, axis=-1) - s * s  # before i
     tiny = s[..., :1] * max(samples.shape[-2:]) * jnp.finfo(basis.dtype).eps
     new = jnp.sum((energy < threshold * total[..., None]) & (s > tiny), axis=-1)
-    new = jnp.minimum(new, n - rank)
+    new = jnp.minimum(new, capacity - rank)
     if max_new is not None:
         new = jnp.minimum(new, max_new)
     # new directions go into columns rank .. rank + new - 1
-    pad = n - u.shape[-1]
-    u = jnp.concatenate([u, jnp.zeros(u.shape[:-1] + (pad,), u.dtype)], axis=-1) if pad > 0 else u[..., :n]
-    slot = jnp.arange(n) - rank[..., None]  # (..., n): which new direction lands in column c
-    placed = jnp.take_along_axis(u, jnp.clip(slot, 0, n - 1)[..., None, :], axis=-1)
+    slot = jnp.arange(capacity) - rank[..., None]  # (..., c): which new direction lands in column c
+    placed = jnp.take_along_axis(u, jnp.clip(slot, 0, u.shape[-1] - 1)[..., None, :], axis=-1)
     placed = jnp.where(((slot >= 0) & (slot < new[..., None]))[..., None, :], placed, 0.0)
     return orthonormal_padded(basis + placed, rank + new)
 
@@ -105,48 +105,52 @@ def _matrix_shape(x, dims) -> tuple[int, int, int]:
     return jax.eval_shape(lambda a: to_matrices(a, dims), x).shape
 
 
-def _zero_bases(params, dims, side_index: int):
+def _zero_bases(params, dims, side_index: int, max_rank: int | None):
     def zero(x, d):
         if d is None:
             return None
         b, n_in, n_out = _matrix_shape(x, d)
         n = (n_in, n_out)[side_index]
-        return jnp.zeros((b, n, n), x.dtype)
+        return jnp.zeros((b, n, n if max_rank is None else min(n, max_rank)), x.dtype)
 
     return jax.tree.map(zero, params, dims)
 
 
 def _given_basis(name: str, given, zero: jax.Array, path: str) -> jax.Array:
-    """A user basis (n, k) or (batch, n, k), orthonormal columns, into the padded (batch, n, n)."""
+    """A user basis (n, k) or (batch, n, k), orthonormal columns, into the padded (batch, n, c)."""
     given = jnp.asarray(given, zero.dtype)
-    b, n, _ = zero.shape
+    b, n, c = zero.shape
     shape = given.shape
     if given.ndim == 2:
         given = jnp.broadcast_to(given, (b,) + shape)
-    if given.ndim != 3 or given.shape[0] != b or given.shape[1] != n or given.shape[2] > n:
+    if given.ndim != 3 or given.shape[0] != b or given.shape[1] != n or given.shape[2] > c:
         raise ValueError(
-            f"{name}: bases{path} has shape {shape}; expected (n, k) or ({b}, n, k) with n = {n} and k <= {n}"
+            f"{name}: bases{path} has shape {shape}; expected (n, k) or ({b}, n, k) with n = {n} and k <= {c}"
         )
     k = given.shape[2]
-    padded = jnp.concatenate([given, jnp.zeros((b, n, n - k), zero.dtype)], axis=-1)
+    padded = jnp.concatenate([given, jnp.zeros((b, n, c - k), zero.dtype)], axis=-1)
     return orthonormal_padded(padded, jnp.full((b,), k))
 
 
-def project_out(bases=None, *, side: str = "input", weight_dimension_numbers=None) -> optax.GradientTransformation:
+def project_out(bases=None, *, side: str = "input", max_rank: int | None = None,
+                weight_dimension_numbers=None) -> optax.GradientTransformation:
     """Keep each matrix leaf's update orthogonal to its protected subspaces (module doc).
 
     `side`: "input" (fan-in side, GPM/FOT), "output" or "both". `bases` (optional): initial
     protected bases, a pytree over the params whose leaves are (n, k) / (batch, n, k) arrays
     with orthonormal columns (for side "both", pairs (input, output)) or None; they are
-    re-orthonormalized. `weight_dimension_numbers` picks the matrices and their fan-in /
+    re-orthonormalized. `max_rank` caps each basis's capacity (default: n, no cap).
+    `weight_dimension_numbers` picks the matrices and their fan-in /
     fan-out / batch axes as for mo.muon (default: every 2-D leaf); other leaves pass unchanged.
     """
     _check_side("project_out", side)
+    if max_rank is not None and (isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1):
+        raise ValueError(f"project_out: max_rank must be a positive int or None, got {max_rank!r}")
 
     def init_fn(params):
         dims = resolve_dimension_numbers(params, weight_dimension_numbers)
         sides = {"input": (0,), "output": (1,), "both": (0, 1)}[side]
-        zeros = [_zero_bases(params, dims, s) if s in sides else None for s in (0, 1)]
+        zeros = [_zero_bases(params, dims, s, max_rank) if s in sides else None for s in (0, 1)]
         if bases is not None:
             for s in sides:
                 def fill(path, z, g, s=s):

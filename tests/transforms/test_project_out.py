@@ -92,8 +92,14 @@ def test_energy_threshold_rule_matches_reference_and_stays_orthonormal():
         assert np.sum(inside**2) >= 0.9 * np.sum(samples**2) * (1 - 1e-12)
     full = grow(basis, jnp.asarray(RNG.standard_normal((1, n, 50))), 1.0, None)
     np.testing.assert_allclose(np.asarray(full[0]).T @ np.asarray(full[0]), np.eye(n), atol=1e-12)  # saturates at n
-    capped = grow(jnp.zeros((1, n, n)), jnp.asarray(RNG.standard_normal((1, n, 50))), 1.0, 2)
+    samples = RNG.standard_normal((n, 50))
+    capped = grow(jnp.zeros((1, n, n)), jnp.asarray(samples[None]), 1.0, 2)
     assert columns(capped[0]).shape[1] == 2
+    # a capacity of 3 columns (project_out(max_rank=3)): the top 3 directions, then full
+    small = grow(jnp.zeros((1, n, 3)), jnp.asarray(samples[None]), 1.0, None)
+    np.testing.assert_allclose(projector(np.asarray(small[0])), projector(np.linalg.svd(samples)[0][:, :3]), atol=1e-10)
+    full_again = grow(small, jnp.asarray(samples[None] + 1.0), 1.0, None)
+    np.testing.assert_allclose(projector(np.asarray(full_again[0])), projector(np.asarray(small[0])), atol=1e-12)
 
 
 def test_weight_svd_subspace_is_the_top_singular_directions():
@@ -122,7 +128,7 @@ def test_protected_linear_layer_keeps_task1_outputs_while_learning_task2(dtype, 
     x2 = jnp.asarray(RNG.standard_normal((64, 10)), dtype)
     y2 = jnp.asarray(RNG.standard_normal((64, 3)), dtype)
     params = {"w": jnp.asarray(RNG.standard_normal((10, 3)), dtype)}
-    tx = optax.chain(optax.adam(0.05), mo.project_out())
+    tx = optax.chain(optax.adam(0.05), mo.project_out(max_rank=6))
     state = tx.init(params)
     state = jax.jit(lambda s, x: mo.protect_from_inputs(s, x, threshold=1.0))(state, {"w": x1})
     assert columns(state[1].input["w"][0]).shape[1] == 4
@@ -152,6 +158,10 @@ def test_bad_input_gets_a_value_error_naming_it():
         mo.project_out({"w": np.zeros((5, 2)), "b": None}).init(params)
     with pytest.raises(ValueError, match=r"project_out: bases\['b'\]"):
         mo.project_out({"w": None, "b": np.zeros((5, 1))}).init(params)
+    with pytest.raises(ValueError, match=r"project_out: bases\['w'\] has shape \(6, 3\).*k <= 2"):
+        mo.project_out({"w": orthonormal(6, 3), "b": None}, max_rank=2).init(params)
+    with pytest.raises(ValueError, match="project_out: max_rank"):
+        mo.project_out(max_rank=0)
     with pytest.raises(ValueError, match="project_out: side"):
         mo.project_out(side="left")
     state = mo.project_out().init(params)
