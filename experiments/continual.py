@@ -221,6 +221,12 @@ def summarize(acc: np.ndarray) -> tuple[float, float]:
     return float(final.mean()), float(np.mean(forgetting))
 
 
+@jax.jit
+def task_accuracies(params, tests):
+    """Test accuracy on every task (one compile serves all methods of a benchmark)."""
+    return {f"test/acc_task{j}": loss_fn(params, {**test, "task": j})[1]["accuracy"] for j, test in enumerate(tests)}
+
+
 def run_one(config, workdir: str, benchmark: str, method: str, seed: int):
     """Train one method on one benchmark and seed through the harness; its accuracy matrix."""
     tasks = make_tasks(benchmark, config.num_tasks, seed)
@@ -235,17 +241,13 @@ def run_one(config, workdir: str, benchmark: str, method: str, seed: int):
     compiled = harness.CompiledStep(jax.jit(step), jax.device_put, jax.device_put, identity, 1)
     batches, num_steps = batch_fn(tasks, config, federated, seed)
     every = config.eval_every // (config.local_steps if federated else 1)
-    tests = [test for _, test in tasks]
-
-    @jax.jit
-    def evaluate_params(params):
-        return {f"test/acc_task{j}": loss_fn(params, {**test, "task": j})[1]["accuracy"] for j, test in enumerate(tests)}
+    tests = jax.device_put([test for _, test in tasks])
 
     result = harness.train(
         {"params": params, "opt_state": optimizer.init(params)}, compiled, batches, num_steps,
         workdir=workdir, name=f"{benchmark}/{method}/seed{seed}", log_every=config.log_every,
         checkpoint_every=config.checkpoint_every, stop_after=config.stop_after,
-        evaluate=lambda state: evaluate_params(state["params"]), eval_every=every,
+        evaluate=lambda state: task_accuracies(state["params"], tests), eval_every=every,
     )
     per_task = config.steps_per_task // (config.local_steps if federated else 1)
     return result.history, accuracy_matrix(result.history, config.num_tasks, per_task)
