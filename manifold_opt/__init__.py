@@ -24,5 +24,6 @@ from manifold_opt.transforms import (
     scale_by_spectral_clip,
     spectral_clip,
 )
+from manifold_opt.transforms import matrix_rules
 
 __version__ = "0.1.0"
