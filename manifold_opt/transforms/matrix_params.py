@@ -52,6 +52,7 @@ import optax
 from optax.contrib import MuonDimensionNumbers as DimensionNumbers
 
 from manifold_opt.manifolds.tree import path_to_str
+from manifold_opt.transforms.arguments import checked_keywords
 
 MATRIX, OTHER = "matrix", "other"
 
@@ -168,6 +169,7 @@ class MatrixRules:
         return jax.tree_util.tree_map_with_path(one, tree)
 
 
+@checked_keywords("mo.matrix_rules")
 def matrix_rules(overrides: Mapping | None = None, *, per_head: bool = False) -> MatrixRules:
     """The role rule (module doc), with per-head attention matrices and explicit overrides.
 
@@ -326,6 +328,7 @@ def scale_by_shape(weight_dimension_numbers=None, consistent_rms: float | None =
     return optax.GradientTransformation(optax.init_empty_state, update_fn)
 
 
+@checked_keywords("mo.transforms.orthogonalized_optimizer")
 def orthogonalized_optimizer(
     core: optax.GradientTransformation,
     *,
