@@ -1,6 +1,9 @@
 """The role rule on real Flax transformers (linen and NNX param trees, read by jax.eval_shape):
 attention kernels as matrices by their head axes (optionally per head), embeddings, heads,
 biases and norms to AdamW; explicit overrides; per-head Muon against a NumPy reference."""
+import os
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -140,3 +143,9 @@ def test_optimizer_state_on_nnx_variables():
     assert muon_mu["attn/query/kernel"].shape == (D, HEADS, 4)
     adam_mu = by_path(state.inner_states["other"].inner_state[0].mu)
     assert {"embed/embedding", "unembed/kernel", "attn/query/bias"} <= set(adam_mu) - set(muon_mu)
+
+
+def test_readme_transformer_recipe_runs():
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
+    (recipe,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "matrix_rules(per_head=True)" in b]
+    exec(compile(recipe, "README transformer recipe", "exec"), {})
