@@ -15,7 +15,9 @@ so a leaf becomes a (batch, fan_in, fan_out) array and each matrix is processed 
 - a pytree matching the params (or a prefix of it) whose leaves are `DimensionNumbers`,
   None (not a matrix), True (a matrix with default dims for its rank) or False;
 - a callable params -> such a pytree (a label function), e.g. `ndim2_dimension_numbers`
-  (optax.contrib.muon's rule: every 2-D leaf).
+  (optax.contrib.muon's rule: every 2-D leaf). optax.inject_hyperparams treats callables as
+  schedules: pass it `static_args=("weight_dimension_numbers",)` then (`matrix_rules` objects
+  are not callable and need nothing).
 
 The role rule (`role_dimension_numbers`, by path names and shapes; Flax linen and NNX names):
 
@@ -26,8 +28,9 @@ The role rule (`role_dimension_numbers`, by path names and shapes; Flax linen an
 2. Attention kernels, recognized by their module name: input projections (INPUT_PROJECTIONS,
    e.g. linen/NNX `query`, `key`, `value`), shape (d, heads, head_dim), are one (d, heads *
    head_dim) matrix; output projections (OUTPUT_PROJECTIONS, e.g. `out`), shape (heads,
-   head_dim, d), are one (heads * head_dim, d) matrix. With `per_head=True` the heads axis is
-   a batch axis: one (d, head_dim) / (head_dim, d) matrix per head.
+   head_dim, d), are one (heads * head_dim, d) matrix; a fused `qkv` kernel (d, 3, heads,
+   head_dim) is three (d, heads * head_dim) matrices. With `per_head=True` the heads axis is a
+   batch axis: one (d, head_dim) / (head_dim, d) matrix per head (and per q, k, v).
 3. Every other 2-D leaf is a (fan_in, fan_out) matrix; other leaves of rank >= 3 (conv kernels,
    stacked layers) go to AdamW unless an override says how to read them.
 
@@ -115,6 +118,7 @@ EMBEDDING_MODULES = frozenset({"wte", "wpe"})
 INPUT_PROJECTIONS = frozenset({"query", "key", "value", "q", "k", "v", "qkv", "q_proj", "k_proj", "v_proj",
                                "qkv_proj", "wq", "wk", "wv"})
 OUTPUT_PROJECTIONS = frozenset({"out", "o_proj", "out_proj", "wo"})
+FUSED_PROJECTIONS = frozenset({"qkv", "qkv_proj"})
 
 
 def path_names(path) -> tuple[str, ...]:
@@ -133,7 +137,8 @@ def role_dimension_numbers(names, shape, *, per_head: bool = False) -> Dimension
             or HEAD_MODULES.intersection(names[:-1])):
         return None
     if ndim >= 3 and module in INPUT_PROJECTIONS:  # (d, heads, head_dim): fan-in d
-        return DimensionNumbers(0, ndim - 1) if per_head else DimensionNumbers(0, tuple(range(1, ndim)))
+        first = 2 if ndim >= 4 and module in FUSED_PROJECTIONS else 1  # (d, 3, heads, head_dim): q, k, v apart
+        return DimensionNumbers(0, ndim - 1) if per_head else DimensionNumbers(0, tuple(range(first, ndim)))
     if ndim >= 3 and module in OUTPUT_PROJECTIONS:  # (heads, head_dim, d): fan-out d
         return DimensionNumbers(ndim - 2, ndim - 1) if per_head else DimensionNumbers(tuple(range(ndim - 1)), ndim - 1)
     return DimensionNumbers(0, 1) if ndim == 2 else None

@@ -121,7 +121,9 @@ def muon(
     `guard_nonfinite=True` skips any step whose gradients hold NaN/inf: zero update, state kept.
     The other optimizers take the same selection, guard and adam_* keywords (spectral_clip:
     adam_learning_rate and adam_weight_decay; it shares its betas). Float hyperparameters may
-    be traced (optax.inject_hyperparams); ns_steps and the options are static.
+    be traced (optax.inject_hyperparams); ns_steps and the options are static. optax's
+    inject_hyperparams takes any callable argument for a schedule: with a callable
+    `weight_dimension_numbers` or an `orthogonalizer`, name them in its `static_args`.
     """
     check_option("mo.muon", "convention", convention, ("reference", "optax"))
     defaults = {**(_OPTAX if convention == "optax" else _REFERENCE),

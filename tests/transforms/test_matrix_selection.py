@@ -15,7 +15,7 @@ from flax import nnx
 import manifold_opt as mo
 from manifold_opt.transforms import DimensionNumbers as DN
 from manifold_opt.transforms import matrix_labels, matrix_rules, resolve_dimension_numbers
-from manifold_opt.transforms.matrix_params import matrix_axes, path_names
+from manifold_opt.transforms.matrix_params import matrix_axes, path_names, role_dimension_numbers
 from tests.transforms import reference as ref
 
 D, HEADS, VOCAB = 8, 2, 11  # head_dim 4
@@ -100,6 +100,9 @@ def test_overrides_and_bad_rules():
     assert dims["block/attn/out/kernel"] == OUT and dims["block/attn/query/kernel"] == QKV_HEAD
     labels = by_path(matrix_labels(params, rules))
     assert labels["lm_head/kernel"] == "matrix" and labels["block/up/bias"] == "other"
+    # a fused (d, 3, heads, head_dim) qkv kernel: q, k and v are separate matrices
+    assert role_dimension_numbers(("blk", "qkv", "kernel"), (D, 3, HEADS, 4)) == DN(0, (2, 3))
+    assert role_dimension_numbers(("blk", "qkv", "kernel"), (D, 3, HEADS, 4), per_head=True) == DN(0, 3)
     with pytest.raises(TypeError, match="matrix_rules: override 'x' must map"):
         matrix_rules({"x": "matrix"})
     with pytest.raises(TypeError, match="matrix_rules: per_head"):
