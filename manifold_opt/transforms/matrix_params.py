@@ -13,7 +13,8 @@ so a leaf becomes a (batch, fan_in, fan_out) array and each matrix is processed 
   explicit glob overrides over '/'-joined parameter paths, e.g.
   `mo.matrix_rules({"*/final/kernel": False}, per_head=True)`;
 - a pytree matching the params (or a prefix of it) whose leaves are `DimensionNumbers`,
-  None (not a matrix), True (a matrix with default dims for its rank) or False;
+  None (not a matrix), True (a matrix: attention kernels read as by the role rule, other
+  leaves by `default_dimension_numbers`) or False;
 - a callable params -> such a pytree (a label function), e.g. `ndim2_dimension_numbers`
   (optax.contrib.muon's rule: every 2-D leaf). optax.inject_hyperparams treats callables as
   schedules: pass it `static_args=("weight_dimension_numbers",)` then (`matrix_rules` objects
@@ -34,7 +35,7 @@ The role rule (`role_dimension_numbers`, by path names and shapes; Flax linen an
 3. Every other 2-D leaf is a (fan_in, fan_out) matrix; other leaves of rank >= 3 (conv kernels,
    stacked layers) go to AdamW unless an override says how to read them.
 
-Default dims for rank r >= 3 (used for True leaves) treat the array as a Flax conv kernel
+Default dims for rank r >= 3 (for True leaves other than attention kernels) read a Flax conv kernel
 (kh, kw, ..., in, out): all axes but the last are fan-in, so the kernel is reshaped to
 (kh * kw * in, out). Use explicit `DimensionNumbers` for stacked layers (batch axes).
 
@@ -166,7 +167,7 @@ class MatrixRules:
             names = path_names(path)
             for pattern, spec in self.overrides:
                 if fnmatch.fnmatchcase("/".join(names), pattern):
-                    return _leaf_dims(spec, x)
+                    return _leaf_dims(spec, x, names)
             if x.ndim == 2 and x.shape[0] != x.shape[1] and x.shape[::-1] in embeddings:
                 return None  # a (d, V) head shaped like a (V, d) embedding
             return role_dimension_numbers(names, x.shape, per_head=self.per_head)
@@ -197,13 +198,14 @@ def matrix_rules(overrides: Mapping | None = None, *, per_head: bool = False) ->
     return MatrixRules(tuple(overrides.items()), per_head)
 
 
-def _leaf_dims(d, x):
-    """One leaf of a user spec -> DimensionNumbers or None, validated against x."""
+def _leaf_dims(d, x, names=()):
+    """One leaf (at path `names`) of a user spec -> DimensionNumbers or None, validated against
+    x. True reads attention kernels by the role rule, anything else by default_dimension_numbers."""
     if isinstance(d, DimensionNumbers):
         matrix_axes(x.shape, d)
         return d
     if d is True:
-        return default_dimension_numbers(x)
+        return role_dimension_numbers(names, x.shape) or default_dimension_numbers(x)
     if d is None or d is False:
         return None
     raise TypeError(
@@ -225,13 +227,13 @@ def resolve_dimension_numbers(tree, weight_dimension_numbers=None):
     if callable(spec) and not isinstance(spec, DimensionNumbers):
         spec = spec(tree)
 
-    def subtree(d, sub):
+    def subtree(path, d, sub):
         if isinstance(sub, optax.MaskedNode):
             return sub
-        return jax.tree.map(lambda x: _leaf_dims(d, x), sub)
+        return jax.tree_util.tree_map_with_path(lambda rest, x: _leaf_dims(d, x, path_names(path + rest)), sub)
 
     try:
-        return jax.tree.map(subtree, spec, tree, is_leaf=_is_spec_leaf)
+        return jax.tree_util.tree_map_with_path(subtree, spec, tree, is_leaf=_is_spec_leaf)
     except ValueError as err:
         if "weight_dimension_numbers" in str(err):
             raise

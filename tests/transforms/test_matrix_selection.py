@@ -98,6 +98,9 @@ def test_overrides_and_bad_rules():
     dims = by_path(resolve_dimension_numbers(params, rules))
     assert dims["lm_head/kernel"] == DN(0, 1) and dims["block/up/kernel"] is None
     assert dims["block/attn/out/kernel"] == OUT and dims["block/attn/query/kernel"] == QKV_HEAD
+    # True reads an attention kernel by its head axes (not as a conv kernel), in a pytree spec too
+    spec = jax.tree.map(lambda x: len(x.shape) >= 2, params)
+    assert by_path(resolve_dimension_numbers(params, spec))["block/attn/query/kernel"] == QKV
     labels = by_path(matrix_labels(params, rules))
     assert labels["lm_head/kernel"] == "matrix" and labels["block/up/bias"] == "other"
     # a fused (d, 3, heads, head_dim) qkv kernel: q, k and v are separate matrices
