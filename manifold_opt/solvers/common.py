@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from manifold_opt.manifolds.base import feasibility_tolerance
 from manifold_opt.solvers.result import SolverLog, SolverResult, StopReason
 
 
@@ -55,12 +56,6 @@ def jitted_solver(static_argnames: tuple[str, ...]):
 
 def _is_concrete(tree) -> bool:
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
-
-
-def feasibility_tolerance(dtype) -> float:
-    """The largest `manifold.feasibility(x0)` a solver accepts: sqrt(eps) of the dtype (3.5e-4 in
-    float32, 1.5e-8 in float64), far above the rounding of any retraction or projection."""
-    return float(np.sqrt(np.finfo(dtype).eps))
 
 
 def check_concrete_args(owner: str, arguments: dict) -> None:
