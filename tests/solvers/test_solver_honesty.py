@@ -48,13 +48,17 @@ def check_honest(result, tolerance=1e-6):
 @pytest.mark.parametrize("solver", SOLVERS, ids=lambda s: s.__name__)
 def test_nan_cost_region_is_never_entered_and_ends_as_step_too_small(solver):
     """The minimizer lies where the cost is NaN: the line search / trust region rejects every NaN
-    trial, the run ends STEP_TOO_SMALL at the region's edge with a finite cost (not converged)."""
+    trial, the run ends STEP_TOO_SMALL at the region's edge with a finite cost (not converged).
+    Started inside the region, the run ends at once (NON_FINITE)."""
     result = solver(nan_beyond, SPHERE, on_sphere(1.0, 0.3, -0.2, 0.1), max_iterations=400)
     check_honest(result)
     assert reason(result) == "STEP_TOO_SMALL" and int(result.iterations) < 400
     assert np.isfinite(float(result.value)) and np.isfinite(float(nan_beyond(result.x)))
     assert float(result.x[2]) <= 0.5 and float(result.x[2]) > 0.49  # stopped at the edge
     np.testing.assert_allclose(float(result.value), float(nan_beyond(result.x)), rtol=1e-12)
+    inside = solver(nan_beyond, SPHERE, on_sphere(0.1, 0.2, 0.9, 0.1), max_iterations=400)  # NaN at x0
+    check_honest(inside)
+    assert reason(inside) == "NON_FINITE" and int(inside.iterations) == 0
 
 
 @pytest.mark.parametrize("solver", SOLVERS, ids=lambda s: s.__name__)
