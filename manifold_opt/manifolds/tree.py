@@ -177,14 +177,15 @@ def map_manifold_tree(fn: Callable[..., Any], manifolds, params, *rest, num_outp
 
 def infeasible_leaves(manifolds, params) -> list[tuple[str, Manifold, float, float]]:
     """(path, manifold, feasibility, tolerance) of each constrained param whose largest
-    `feasibility` exceeds the `feasibility_tolerance` of its dtype. Params that are tracers (under jit) are skipped:
-    only concrete values can be checked."""
+    `feasibility` exceeds the `feasibility_tolerance` of its dtype. Params that are tracers
+    (under jit) are skipped: only concrete values can be checked."""
     found = []
     for path, manifold, subtree in _paired(manifolds, params)[0]:
         param = _single_array(path, subtree)
         if manifold is None or param is None or isinstance(param, jax.core.Tracer):
             continue
-        residual, tolerance = float(np.max(np.asarray(manifold.feasibility(param)))), feasibility_tolerance(param.dtype)
+        residual = float(np.max(np.asarray(manifold.feasibility(param))))
+        tolerance = feasibility_tolerance(param.dtype)
         if not residual <= tolerance:
             found.append((path, manifold, residual, tolerance))
     return found

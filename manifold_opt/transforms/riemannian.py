@@ -87,10 +87,10 @@ def _check_init(owner: str, manifolds, params, on_infeasible: str) -> None:
         return
     for path, manifold, residual, tolerance in infeasible_leaves(manifolds, params):
         message = (
-            f"{owner}: initialized on params {path!r} that are off {manifold!r} (feasibility {residual:.3g} > "
-            f"{tolerance:.2g}); the first update "
-            "would snap them onto the manifold in one jump. Start from the manifold's project() "
-            "(mo.project_params), or pass on_infeasible='ignore'"
+            f"{owner}: initialized on params {path!r} that are off {manifold!r} "
+            f"(feasibility {residual:.3g} > {tolerance:.2g}); the first update would snap them onto "
+            "the manifold in one jump. Start from the manifold's project() (mo.project_params), "
+            "or pass on_infeasible='ignore'"
         )
         if on_infeasible == "raise":
             raise ValueError(message)

@@ -95,7 +95,8 @@ def test_float32_stall_is_step_too_small_not_converged():
 def test_off_manifold_start_raises_before_jit(solver):
     manifold = Stiefel(10, 3)
     x0 = 3.0 * manifold.random_point(jax.random.key(0), jnp.float64)
-    with pytest.raises(ValueError, match=rf"{solver.__name__}: x0 is not on the manifold Stiefel.*feasibility.*13.9.*project"):
+    expected = rf"{solver.__name__}: x0 is not on the manifold Stiefel.*feasibility.*13.9.*project"
+    with pytest.raises(ValueError, match=expected):
         solver(lambda x: jnp.sum(x**2), manifold, x0)
     with pytest.raises(ValueError, match="x0 is not on the manifold Sphere"):
         solver(linear, SPHERE, jnp.asarray([1.0, 0.0, 0.0, 1e-3], jnp.float64))

@@ -125,7 +125,8 @@ def test_weight_decay_is_adamw_off_the_manifold_and_a_riemannian_decay_step_on_i
     pulled, _ = run(mo.riemannian_sgd(lr, birkhoff, weight_decay=10.0), x, [jnp.zeros_like(x)] * 20)
     direction = np_birkhoff_rgrad(np.asarray(x), np.asarray(x))
     assert np.linalg.norm(direction) > 1e-2  # a genuine step, not a no-op
-    np.testing.assert_allclose(np.asarray(pulled[0]), np.asarray(birkhoff.retract(x, -lr * 10.0 * direction)), atol=1e-12)
+    first = birkhoff.retract(x, -lr * 10.0 * direction)
+    np.testing.assert_allclose(np.asarray(pulled[0]), np.asarray(first), atol=1e-12)
     distances = [float(jnp.linalg.norm(p - 1 / 3)) for p in [x] + pulled]
     assert np.all(np.diff(distances) < 0) and distances[-1] < 0.05 * distances[0]
     assert float(birkhoff.feasibility(pulled[-1])) < 1e-10
@@ -151,9 +152,10 @@ def test_guard_nonfinite_skips_the_step_and_keeps_the_state(factory):
 def test_init_on_infeasible_params_warns_or_raises():
     params, _ = params_and_grads(4, steps=0)
     off = {**params, "w": 2.0 * params["w"]}
-    for make in (lambda **k: mo.riemannian_adam(0.1, MANIFOLDS, **k), lambda **k: mo.riemannian_sgd(0.1, MANIFOLDS, **k),
-                 lambda **k: mo.retract(MANIFOLDS, **k)):
-        with pytest.warns(UserWarning, match=r"initialized on params 'w' that are off Stiefel.*feasibility 4.2.*project"):
+    makers = (lambda **k: mo.riemannian_adam(0.1, MANIFOLDS, **k), lambda **k: mo.riemannian_sgd(0.1, MANIFOLDS, **k),
+              lambda **k: mo.retract(MANIFOLDS, **k))
+    for make in makers:
+        with pytest.warns(UserWarning, match=r"params 'w' that are off Stiefel.*feasibility 4.2.*project"):
             make().init(off)
         with pytest.raises(ValueError, match=r"params 'w' that are off Stiefel"):
             make(on_infeasible="raise").init(off)
