@@ -8,7 +8,8 @@ the one place that walks such trees:
 - `check_manifold_tree(manifolds, params)` validates one against params (the error names the
   first mismatching path),
 - `map_manifold_tree(fn, manifolds, params, *rest)` maps `fn(manifold, param, *rest_leaves)`
-  over the leaves, with `None` replaced by `UNCONSTRAINED`.
+  over the leaves, with `None` replaced by `UNCONSTRAINED`,
+- `infeasible_leaves(manifolds, params)` lists the concrete params that are off their manifold.
 
 The manifold tree only has to be a prefix of the params: a leaf may sit over a wrapper node
 holding one array (a Flax `Variable`, as `nnx.Optimizer.init` passes them) or over an empty
@@ -22,8 +23,9 @@ import fnmatch
 from typing import Any, Callable, Mapping
 
 import jax
+import numpy as np
 
-from manifold_opt.manifolds.base import Manifold
+from manifold_opt.manifolds.base import Manifold, feasibility_tolerance
 from manifold_opt.manifolds.euclidean import Euclidean
 
 # The stand-in for a `None` leaf: Euclidean space of scalars, so every entry of an unconstrained
@@ -171,3 +173,19 @@ def map_manifold_tree(fn: Callable[..., Any], manifolds, params, *rest, num_outp
             out.append(jax.tree_util.tree_map(lambda _, v=value: v, subtree))
     trees = tuple(jax.tree_util.tree_unflatten(treedef, out) for out in outputs)
     return trees[0] if num_outputs == 1 else trees
+
+
+def infeasible_leaves(manifolds, params) -> list[tuple[str, Manifold, float, float]]:
+    """(path, manifold, feasibility, tolerance) of each constrained param whose largest
+    `feasibility` exceeds the `feasibility_tolerance` of its dtype. Params that are tracers
+    (under jit) are skipped: only concrete values can be checked."""
+    found = []
+    for path, manifold, subtree in _paired(manifolds, params)[0]:
+        param = _single_array(path, subtree)
+        if manifold is None or param is None or isinstance(param, jax.core.Tracer):
+            continue
+        residual = float(np.max(np.asarray(manifold.feasibility(param))))
+        tolerance = feasibility_tolerance(param.dtype)
+        if not residual <= tolerance:
+            found.append((path, manifold, residual, tolerance))
+    return found
