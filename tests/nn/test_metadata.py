@@ -10,6 +10,7 @@ from flax import nnx
 
 import manifold_opt as mo
 from manifold_opt.manifolds import Sphere, Stiefel
+from tests.nn.helpers import mse_step, regression
 
 KERNEL, DIRECTION = Stiefel(6, 4), Sphere(4)
 
@@ -24,11 +25,6 @@ class Model(nnx.Module):
 
     def __call__(self, x):
         return self.head(jnp.tanh(self.dense(x)) * self.direction[...])
-
-
-def data():
-    kx, ky = jax.random.split(jax.random.key(1))
-    return jax.random.normal(kx, (16, 6), jnp.float32), jax.random.normal(ky, (16, 2), jnp.float32)
 
 
 def test_manifold_init_draws_points_of_the_right_shape_and_dtype():
@@ -62,21 +58,14 @@ def test_nnx_metadata_gives_the_manifold_tree_and_rules_read_the_state_directly(
 
 def test_riemannian_partition_under_nnx_optimizer_matches_plain_dicts_and_stays_feasible():
     model = Model(nnx.Rngs(0))
-    x, y = data()
+    x, y = regression(6, 2)
     model.dense.kernel[...] = 1.5 * model.dense.kernel[...]  # off the manifold: snap it back
     nnx.update(model, mo.project_params(mo.nn.manifold_tree_of(model), nnx.state(model, nnx.Param)))
     graphdef, start = nnx.split(model)
     start = nnx.to_pure_dict(start)  # arrays: a snapshot the optimizer cannot mutate
     tree = mo.nn.manifold_tree_of(model)
     make_tx = lambda t: mo.riemannian_partition(mo.riemannian_adam(0.05, t), optax.adamw(0.05), t)  # noqa: E731
-    optimizer = nnx.Optimizer(model, make_tx(tree), wrt=nnx.Param)
-
-    @nnx.jit
-    def step(model, optimizer):
-        loss, grads = nnx.value_and_grad(lambda m: jnp.mean((m(x) - y) ** 2))(model)
-        optimizer.update(model, grads)
-        return loss
-
+    optimizer, step = nnx.Optimizer(model, make_tx(tree), wrt=nnx.Param), mse_step(x, y)
     losses = [float(step(model, optimizer)) for _ in range(6)]
     # the reference: the same transforms on nnx.to_pure_dict params, through plain optax
 
@@ -105,7 +94,7 @@ class LinenModel(nn.Module):
 
 
 def test_linen_boxed_metadata_and_riemannian_partition_on_boxed_and_unboxed_params():
-    x, y = data()
+    x, y = regression(6, 2)
     variables = LinenModel().init(jax.random.key(0), x)
     tree = mo.nn.manifold_tree_of(variables)
     assert tree == mo.manifold_tree(variables, {"params/Dense_0/kernel": KERNEL})

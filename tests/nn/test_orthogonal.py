@@ -12,6 +12,7 @@ from jax.test_util import check_grads
 
 import manifold_opt as mo
 from manifold_opt.manifolds import Stiefel
+from tests.nn.helpers import mse_step, regression
 
 N, P = 6, 4
 
@@ -22,18 +23,13 @@ def rotation_reference(a, parameterization):
     return np.linalg.solve(eye - s, eye + s) if parameterization == "cayley" else scipy.linalg.expm(s)
 
 
-def regression(dtype):
-    kx, ky = jax.random.split(jax.random.key(1))
-    return jax.random.normal(kx, (16, N), dtype), jax.random.normal(ky, (16, P), dtype)
-
-
 @pytest.mark.parametrize("parameterization", ["cayley", "exp"])
 def test_parameterized_kernel_equals_the_reference_and_has_exact_gradients(parameterization):
     layer = mo.nn.OrthogonalDense(N, P, parameterization=parameterization, param_dtype=jnp.float64, rngs=nnx.Rngs(0))
     rng = np.random.default_rng(0)
     a, b = 0.3 * rng.standard_normal((N, N)), rng.standard_normal(P)
     layer.generator[...], layer.bias[...] = jnp.asarray(a), jnp.asarray(b)
-    x, y = regression(jnp.float64)
+    x, y = regression(N, P, jnp.float64)
     w = rotation_reference(a, parameterization) @ np.asarray(layer.base[...])
     np.testing.assert_allclose(w.T @ w, np.eye(P), atol=1e-12)
     np.testing.assert_allclose(layer.orthogonal_kernel(), w, atol=1e-12)
@@ -49,7 +45,7 @@ def test_parameterized_kernel_equals_the_reference_and_has_exact_gradients(param
 def test_training_keeps_the_kernel_orthogonal_in_float32():
     """Riemannian Adam on the tagged kernel; plain Adam on the Cayley generator ("exp" differs
     only in `rotation`, checked against SciPy above)."""
-    x, y = regression(jnp.float32)
+    x, y = regression(N, P, jnp.float32)
     for parameterization in ("riemannian", "cayley"):
         layer = mo.nn.OrthogonalDense(N, P, parameterization=parameterization, rngs=nnx.Rngs(0))
         tree = mo.nn.manifold_tree_of(layer)
@@ -58,14 +54,7 @@ def test_training_keeps_the_kernel_orthogonal_in_float32():
             tx = mo.riemannian_partition(mo.riemannian_adam(0.05, tree), optax.adam(0.05), tree)
         else:
             tx = optax.adam(0.05)  # any optimizer: W = Q(A - A^T) W0 is orthogonal for every A
-        optimizer = nnx.Optimizer(layer, tx, wrt=nnx.Param)
-
-        @nnx.jit
-        def step(layer, optimizer):
-            loss, grads = nnx.value_and_grad(lambda m: jnp.mean((m(x) - y) ** 2))(layer)
-            optimizer.update(layer, grads)
-            return loss
-
+        optimizer, step = nnx.Optimizer(layer, tx, wrt=nnx.Param), mse_step(x, y)
         losses = [float(step(layer, optimizer)) for _ in range(12)]
         w = np.asarray(layer.orthogonal_kernel(), np.float64)
         assert np.abs(w.T @ w - np.eye(P)).max() < 1e-5, parameterization
@@ -74,7 +63,7 @@ def test_training_keeps_the_kernel_orthogonal_in_float32():
 
 
 def test_linen_layer_matches_the_reference_and_boxes_its_riemannian_kernel():
-    x, _ = regression(jnp.float64)
+    x, _ = regression(N, P, jnp.float64)
     layer = mo.nn.linen.OrthogonalDense(P, parameterization="cayley", param_dtype=jnp.float64)
     variables = layer.init(jax.random.key(0), x)
     a = 0.3 * np.random.default_rng(1).standard_normal((N, N))
