@@ -113,9 +113,16 @@ def _paired(manifolds, params):
     m_leaves, treedef = jax.tree_util.tree_flatten_with_path(manifolds, is_leaf=is_manifold_leaf)
     try:
         subtrees = treedef.flatten_up_to(params)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"manifold tree does not match params: {_first_mismatch(m_leaves, params) or err}") from None
+    except (ValueError, TypeError):
+        raise ValueError(f"manifold tree does not match params: {_first_mismatch(m_leaves, params) or _CONTAINERS}") from None
     return [(path_to_str(path), m, sub) for (path, m), sub in zip(m_leaves, subtrees)], treedef
+
+
+_CONTAINERS = (
+    "the paths agree but the container types differ (e.g. a dict tree for an nnx.State); build the tree "
+    "from the params the transform sees, e.g. mo.manifold_tree(nnx.state(model, nnx.Param), rules) or "
+    "mo.nn.manifold_tree_of(model) for nnx.Optimizer, or convert it with nnx.to_pure_dict"
+)
 
 
 def _first_mismatch(m_leaves, params) -> str | None:

@@ -48,6 +48,8 @@ def test_nnx_metadata_gives_the_manifold_tree_and_rules_read_the_state_directly(
         "dense": {"bias": None, "kernel": KERNEL}, "direction": DIRECTION, "head": {"bias": None, "kernel": None}
     }
     assert float(KERNEL.feasibility(model.dense.kernel[...])) < 1e-6
+    with pytest.raises(ValueError, match="container types differ.*nnx.to_pure_dict"):  # a dict tree for a State
+        mo.riemannian_adam(0.1, nnx.to_pure_dict(tree)).init(state)
     model.head.kernel.set_metadata("manifold", "sphere")
     with pytest.raises(TypeError, match="manifold_tree_of.*'head/kernel'"):
         mo.nn.manifold_tree_of(model)
