@@ -22,7 +22,7 @@ from flax import nnx
 from manifold_opt import linalg
 from manifold_opt.manifolds import OrthogonalGroup, Stiefel
 from manifold_opt.manifolds.base import check_positive_int
-from manifold_opt.nn.metadata import manifold_init, with_manifold
+from manifold_opt.nn.metadata import manifold_init
 
 PARAMETERIZATIONS = ("riemannian", "cayley", "exp")
 
@@ -74,7 +74,7 @@ class OrthogonalDense(nnx.Module):
         manifold = kernel_manifold(in_features, out_features)
         shape = (in_features, out_features)
         if parameterization == "riemannian":
-            self.kernel = nnx.Param(with_manifold(manifold)(rngs.params(), shape, param_dtype))
+            self.kernel = nnx.Param(manifold_init(manifold)(rngs.params(), shape, param_dtype), manifold=manifold)
         else:
             self.generator = nnx.Param(jnp.zeros((in_features, in_features), param_dtype))
             self.base = nnx.Variable(manifold_init(manifold)(rngs.params(), shape, param_dtype))
