@@ -63,3 +63,7 @@ __all__ = [
     "ndim2_dimension_numbers",
     "role_dimension_numbers",
 ]
+
+from manifold_opt.transforms.partition import riemannian_partition  # noqa: E402
+
+__all__ += ["riemannian_partition"]
