@@ -121,6 +121,7 @@ def hybrid_auon(learning_rate=0.02, beta: float = 0.95, weight_decay: float = 0.
                 orthogonalizer: Orthogonalizer | None = None, guard_nonfinite: bool = False,
                 adamw=None) -> optax.GradientTransformation:
     """Hybrid-AuON on matrix params, AdamW (adam_* keywords, see mo.muon) on the rest."""
+    ns_steps = static_int("mo.hybrid_auon", "ns_steps", ns_steps, 5)
     core = scale_by_hybrid_auon(beta, nesterov=nesterov, gamma=gamma, normalize=normalize, ns_steps=ns_steps,
                                 ns_coeffs=ns_coeffs, ns_eps=ns_eps, ns_dtype=ns_dtype,
                                 weight_dimension_numbers=weight_dimension_numbers, orthogonalizer=orthogonalizer)

@@ -132,6 +132,7 @@ def muon(
              **adamw}
     opt = {k: defaults[k] if v is None and k in defaults else v for k, v in given.items()}
     dims = opt["weight_dimension_numbers"]
+    ns_steps = static_int("mo.muon", "ns_steps", ns_steps, 5)
     core = scale_by_muon(
         beta, nesterov=nesterov, bias_correction=opt["bias_correction"], ns_steps=ns_steps, ns_coeffs=ns_coeffs,
         ns_eps=opt["ns_eps"], ns_dtype=ns_dtype, weight_dimension_numbers=dims, orthogonalizer=orthogonalizer,

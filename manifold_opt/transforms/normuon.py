@@ -121,6 +121,7 @@ def normuon(
     adamw=None,
 ) -> optax.GradientTransformation:
     """NorMuon on matrix params, AdamW (adam_* keywords, see mo.muon) on the rest."""
+    ns_steps = static_int("mo.normuon", "ns_steps", ns_steps, 5)
     core = scale_by_normuon(
         beta, beta2, nesterov=nesterov, scaling=scaling, ns_steps=ns_steps, ns_coeffs=ns_coeffs, ns_eps=ns_eps,
         ns_dtype=ns_dtype, weight_dimension_numbers=weight_dimension_numbers, orthogonalizer=orthogonalizer,

@@ -117,6 +117,8 @@ def root(
 ) -> optax.GradientTransformation:
     """ROOT on matrix params (update scaled by consistent_rms sqrt(max(fan_in, fan_out))),
     AdamW (adam_* keywords, see mo.muon) on the rest."""
+    ns_steps = static_int("mo.root", "ns_steps", ns_steps, 5)
+    bisect_steps = static_int("mo.root", "bisect_steps", bisect_steps, 16)
     core = scale_by_root(
         mu, nesterov=nesterov, quantile=quantile, quantile_method=quantile_method, bisect_steps=bisect_steps,
         ns_steps=ns_steps, ns_coeffs=ns_coeffs, ns_eps=ns_eps, ns_dtype=ns_dtype,

@@ -93,6 +93,7 @@ def spectral_clip(
 ) -> optax.GradientTransformation:
     """Adam post-clipped by SPECTRA on matrix params; Adam + vector clip on the rest
     (adam_learning_rate defaults to learning_rate)."""
+    num_iters = static_int("mo.spectral_clip", "num_iters", num_iters, 10)
     core = optax.chain(
         optax.scale_by_adam(b1, b2, eps),
         scale_by_spectral_clip(c, num_iters, weight_dimension_numbers=weight_dimension_numbers),

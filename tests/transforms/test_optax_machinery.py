@@ -86,13 +86,15 @@ def test_inject_hyperparams_under_jit(name):
 
 
 def test_structural_integers_stay_static():
-    with pytest.raises(TypeError, match=r"mo\.scale_by_muon: ns_steps must be a Python int.*static_args"):
+    with pytest.raises(TypeError, match=r"mo\.muon: ns_steps must be a Python int.*static_args"):
         optax.inject_hyperparams(mo.muon)(learning_rate=0.02, ns_steps=5).init({"w": jnp.ones((3, 4))})
     tx = optax.inject_hyperparams(mo.muon, static_args=("ns_steps",))(learning_rate=0.02, ns_steps=3)
     state = tx.init({"w": jnp.ones((3, 4))})
     assert "ns_steps" not in state.hyperparams and "learning_rate" in state.hyperparams
-    with pytest.raises(ValueError, match="ns_steps must be a positive int"):
+    with pytest.raises(ValueError, match="mo.hybrid_auon: ns_steps must be a positive int"):
         mo.hybrid_auon(ns_steps=0)
+    with pytest.raises(TypeError, match="mo.spectral_clip: num_iters must be a Python int"):
+        mo.spectral_clip(num_iters=10.0)
 
 
 PUBLIC = {
