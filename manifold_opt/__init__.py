@@ -25,4 +25,6 @@ from manifold_opt.transforms import (
     spectral_clip,
 )
 
+from manifold_opt import merging  # noqa: E402
+
 __version__ = "0.1.0"
