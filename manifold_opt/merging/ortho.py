@@ -42,12 +42,14 @@ def _identity(n, dtype):
     return jnp.eye(n, dtype=dtype)
 
 
+@jax.jit
 def _generator(rotation):
     """log_I(R): the skew generator A with R = exp(A)."""
     n = rotation.shape[-1]
     return _group(n).log(_identity(n, rotation.dtype), rotation)
 
 
+@jax.jit
 def _exp(generator):
     n = generator.shape[-1]
     return _group(n).exp(_identity(n, generator.dtype), generator)
