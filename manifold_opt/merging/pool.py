@@ -49,6 +49,19 @@ def stream(name: str, reference, candidates) -> Iterator:
         yield candidate
 
 
+class Subset(Sequence):
+    """The view candidates[indices[j]], read on access (a lazy pool stays lazy)."""
+
+    def __init__(self, candidates, indices):
+        self._candidates, self._indices = candidates, list(indices)
+
+    def __len__(self):
+        return len(self._indices)
+
+    def __getitem__(self, j):
+        return self._candidates[self._indices[j]]
+
+
 class CheckpointPool(Sequence):
     """A lazy candidate sequence: item i is restored from the orbax checkpoint at paths[i] when
     accessed (and dropped by the caller after use), so the pool never sits in memory at once.

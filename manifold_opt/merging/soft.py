@@ -11,7 +11,6 @@ the few candidates its Frank-Wolfe relevance picked (one per target task).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -19,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from manifold_opt.merging.pool import check_candidates, stream
+from manifold_opt.merging.pool import Subset, check_candidates, stream
 
 
 class SoftMergeResult(NamedTuple):
@@ -46,19 +45,6 @@ def stack_task_vectors(name: str, base, candidates, indices):
     for j, candidate in enumerate(stream(name, base, Subset(candidates, indices))):
         stacked = _put_task_vector(stacked, j, base, candidate)
     return stacked
-
-
-class Subset(Sequence):
-    """The view candidates[indices[j]], read on access (a lazy pool stays lazy)."""
-
-    def __init__(self, candidates, indices):
-        self._candidates, self._indices = candidates, list(indices)
-
-    def __len__(self):
-        return len(self._indices)
-
-    def __getitem__(self, j):
-        return self._candidates[self._indices[j]]
 
 
 def _combine(base, stacked, coefficients):
