@@ -12,7 +12,7 @@ def quick_config(**values):
     config = merging_config.get_config()
     config.quick = True
     config.update(values)
-    return harness.resolve(config)
+    return harness.resolve(config, explicit=set(values))  # as on the command line: explicit keys win
 
 
 def test_quick_run_writes_artifacts_and_a_rerun_reuses_them(tmp_path):
