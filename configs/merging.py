@@ -16,6 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.hidden = 64  # MLP body 64 -> hidden -> hidden (merged); a frozen 10-way head from pretraining
     c.test_fraction = 0.3
     c.dtype = "float32"
+    c.pretrain_mix = 0.1  # pretraining adds this fraction of the digits seen through every task's transform
     c.pretrain_steps = 400
     c.finetune_steps = 200
     c.learning_rate = 3e-3  # Adam, full batch, pretraining and fine-tuning

@@ -21,8 +21,11 @@ def test_quick_run_writes_artifacts_and_a_rerun_reuses_them(tmp_path):
     for method in config.methods:
         for n in config.pool_sizes:
             assert 0.0 <= summary[f"{method}/pool_{n}/accuracy"] <= 1.0
-    # pretrained on plain digits, it is near chance on the transformed target tasks; the soft FW merge is not
-    assert summary["fw_soft/pool_4/accuracy"] > summary["pretrained/pool_4/accuracy"] + 0.1
+    # the irrelevant-model effect, already in the quick variant: FW-soft holds, task arithmetic drops
+    accuracy = lambda method, n: summary[f"{method}/pool_{n}/accuracy"]  # noqa: E731
+    assert accuracy("fw_soft", 4) > accuracy("pretrained", 4) + 0.05
+    assert accuracy("fw_soft", 8) >= accuracy("fw_soft", 4) - 0.02
+    assert accuracy("task_arithmetic", 8) < accuracy("task_arithmetic", 4) - 0.05
     seed_dir = tmp_path / f"seed_{config.seed}"
     assert len(os.listdir(seed_dir / "pool")) == max(config.pool_sizes)  # one orbax checkpoint per candidate
     assert [r["step"] for r in harness.read_history(str(seed_dir))] == list(config.pool_sizes)
