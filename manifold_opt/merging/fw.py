@@ -7,7 +7,8 @@ with L the loss of the merged model on a small labelled proxy set of each target
 Hard mode, iteration t (t = 0, 1, ...):
   1. g = grad L(theta_t) (the merged model's gradient);
   2. relevance of candidate i: r_i = sum_l cos(g_l, tau_{i,l}) over the leaves l, with task
-     vectors tau_i = theta_i - theta_pre; the linear minimization oracle (LMO) picks
+     vectors tau_i = theta_i - theta_pre (relevance="checkpoint": cos(g_l, theta_{i,l}), as the
+     paper's code does); the linear minimization oracle (LMO) picks
      s = theta_{i*}, i* = argmin_i r_i ("task" granularity), or per leaf
      s_l = theta_{i*_l, l}, i*_l = argmin_i cos(g_l, tau_{i,l}) ("layer" granularity);
   3. theta_{t+1} = theta_t + gamma_t (s - theta_t), gamma_t = 2 / (t + 2) * step_size * scaling
@@ -41,6 +42,7 @@ from manifold_opt.merging.soft import check_soft_options, soft_merge
 
 MODES = ("hard", "soft")
 GRANULARITIES = ("task", "layer")
+RELEVANCES = ("task_vector", "checkpoint")
 
 
 class FWMergeResult(NamedTuple):
@@ -56,22 +58,23 @@ def _proxy_value_and_grad(loss_fn, params, proxy_data):
     return jax.value_and_grad(lambda p: sum(loss_fn(p, d) for d in proxy_data))(params)
 
 
-def _cosines_and_inners(grad, pretrained, candidate):
-    """(cos(g_l, tau_l), <g_l, tau_l>) per leaf l, each of shape (num_leaves,)."""
+def _cosines_and_inners(grad, pretrained, candidate, relevance="task_vector"):
+    """(cos(g_l, v_l), <g_l, tau_l>) per leaf l, each of shape (num_leaves,), with v the task
+    vector tau = candidate - pretrained or, for relevance="checkpoint", the candidate itself."""
     cos, inner = [], []
     for g, p, c in zip(*(jax.tree_util.tree_leaves(t) for t in (grad, pretrained, candidate))):
         tau = c - p
-        dot = jnp.vdot(g, tau)
-        norms = jnp.linalg.norm(g) * jnp.linalg.norm(tau)
-        cos.append(jnp.where(norms > 0, dot / jnp.where(norms > 0, norms, 1), 0))
-        inner.append(dot)
+        v = tau if relevance == "task_vector" else c
+        norms = jnp.linalg.norm(g) * jnp.linalg.norm(v)
+        cos.append(jnp.where(norms > 0, jnp.vdot(g, v) / jnp.where(norms > 0, norms, 1), 0))
+        inner.append(jnp.vdot(g, tau))
     return jnp.stack(cos), jnp.stack(inner)
 
 
-@functools.partial(jax.jit, static_argnames="granularity", donate_argnums=(0, 1))
-def _lmo_step(best, vertex, grad, pretrained, candidate, granularity):
+@functools.partial(jax.jit, static_argnames=("granularity", "relevance"), donate_argnums=(0, 1))
+def _lmo_step(best, vertex, grad, pretrained, candidate, granularity, relevance):
     """Compare one candidate with the best so far: (best score, best vertex, better mask, inners)."""
-    cos, inner = _cosines_and_inners(grad, pretrained, candidate)
+    cos, inner = _cosines_and_inners(grad, pretrained, candidate, relevance)
     score = jnp.full_like(cos, jnp.sum(cos)) if granularity == "task" else cos
     better = score < best
     leaves, treedef = jax.tree_util.tree_flatten(vertex)
@@ -87,10 +90,10 @@ def _step_toward(theta, vertex, gamma, grad, pretrained):
     return moved, offset
 
 
-@jax.jit
-def _task_relevances(grads, pretrained, candidate):
-    """sum_l cos(g_{k,l}, tau_l) for each task gradient k (grads stacked on a leading axis)."""
-    return jax.vmap(lambda g: jnp.sum(_cosines_and_inners(g, pretrained, candidate)[0]))(grads)
+@functools.partial(jax.jit, static_argnames="relevance")
+def _task_relevances(grads, pretrained, candidate, relevance):
+    """sum_l cos(g_{k,l}, v_l) for each task gradient k (grads stacked on a leading axis)."""
+    return jax.vmap(lambda g: jnp.sum(_cosines_and_inners(g, pretrained, candidate, relevance)[0]))(grads)
 
 
 def _check(name, value, kind, test, expected):
@@ -99,7 +102,7 @@ def _check(name, value, kind, test, expected):
 
 
 def fw_merge(pretrained, candidates, loss_fn: Callable, proxy_data, *, mode: str = "hard",
-             granularity: str = "task", iterations: int = 3, init_scaling: float = 0.3,
+             granularity: str = "task", relevance: str = "task_vector", iterations: int = 3, init_scaling: float = 0.3,
              step_size: float = 0.1, scaling: float = 0.3, soft_objective: Callable | None = None,
              soft_data=None, soft_steps: int = 500, soft_learning_rate: float = 1e-3,
              soft_init: float = 0.3) -> FWMergeResult:
@@ -113,6 +116,8 @@ def fw_merge(pretrained, candidates, loss_fn: Callable, proxy_data, *, mode: str
         raise ValueError(f"fw_merge: mode must be one of {list(MODES)}, got {mode!r}")
     if granularity not in GRANULARITIES:
         raise ValueError(f"fw_merge: granularity must be one of {list(GRANULARITIES)}, got {granularity!r}")
+    if relevance not in RELEVANCES:
+        raise ValueError(f"fw_merge: relevance must be one of {list(RELEVANCES)}, got {relevance!r}")
     if not callable(loss_fn):
         raise TypeError(f"fw_merge: loss_fn must be a callable loss_fn(params, data) -> scalar, got {loss_fn!r}")
     if not isinstance(proxy_data, Sequence) or len(proxy_data) == 0:
@@ -124,12 +129,12 @@ def fw_merge(pretrained, candidates, loss_fn: Callable, proxy_data, *, mode: str
             raise ValueError("fw_merge: mode='soft' picks whole candidates per target task; granularity must be 'task'")
         objective = soft_objective or functools.partial(_summed_loss, loss_fn)
         check_soft_options("fw_merge", objective, soft_steps, soft_learning_rate, soft_init)
-        return _soft(pretrained, candidates, n, loss_fn, proxy_data, objective,
+        return _soft(pretrained, candidates, n, loss_fn, proxy_data, relevance, objective,
                      proxy_data if soft_objective is None else soft_data, soft_steps, soft_learning_rate, soft_init)
     _check("iterations", iterations, (int, np.integer), lambda v: v >= 1, "a positive int")
     for name, value in (("init_scaling", init_scaling), ("step_size", step_size), ("scaling", scaling)):
         _check(name, value, (int, float), np.isfinite, "a finite number")
-    return _hard(pretrained, candidates, n, loss_fn, proxy_data, granularity, int(iterations),
+    return _hard(pretrained, candidates, n, loss_fn, proxy_data, granularity, relevance, int(iterations),
                  float(init_scaling), float(step_size) * float(scaling))
 
 
@@ -137,7 +142,8 @@ def _summed_loss(loss_fn, params, proxy_data):
     return sum(loss_fn(params, d) for d in proxy_data)
 
 
-def _hard(pretrained, candidates, n, loss_fn, proxy_data, granularity, iterations, init_scaling, step_scale):
+def _hard(pretrained, candidates, n, loss_fn, proxy_data, granularity, relevance, iterations, init_scaling,
+          step_scale):
     theta = task_arithmetic(pretrained, candidates, init_scaling) if init_scaling else pretrained
     num_leaves = len(jax.tree_util.tree_leaves(pretrained))
     weights = np.zeros((num_leaves, n + 1))
@@ -150,7 +156,7 @@ def _hard(pretrained, candidates, n, loss_fn, proxy_data, granularity, iteration
         vertex = jax.tree.map(jnp.zeros_like, theta)
         inners = np.zeros((n, num_leaves))
         for i, candidate in enumerate(stream("fw_merge", pretrained, candidates)):
-            best, vertex, better, inner = _lmo_step(best, vertex, grad, pretrained, candidate, granularity)
+            best, vertex, better, inner = _lmo_step(best, vertex, grad, pretrained, candidate, granularity, relevance)
             better, inners[i] = jax.device_get((better, inner))
             selected[t, better] = i
         gamma = 2.0 / (t + 2) * step_scale
@@ -164,10 +170,10 @@ def _hard(pretrained, candidates, n, loss_fn, proxy_data, granularity, iteration
     return FWMergeResult(theta, weights, selected, np.asarray(gaps), np.asarray(losses))
 
 
-def _soft(pretrained, candidates, n, loss_fn, proxy_data, objective, data, steps, learning_rate, init):
+def _soft(pretrained, candidates, n, loss_fn, proxy_data, relevance, objective, data, steps, learning_rate, init):
     grads = [_proxy_value_and_grad(loss_fn, pretrained, (d,))[1] for d in proxy_data]
     grads = jax.tree.map(lambda *g: jnp.stack(g), *grads)
-    relevance = np.stack([jax.device_get(_task_relevances(grads, pretrained, c))
+    relevance = np.stack([jax.device_get(_task_relevances(grads, pretrained, c, relevance))
                           for c in stream("fw_merge", pretrained, candidates)])  # (n, tasks)
     picked = relevance.argmin(0)
     chosen = list(dict.fromkeys(int(i) for i in picked))  # one per task, duplicates merged once

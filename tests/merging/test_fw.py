@@ -74,6 +74,9 @@ def test_hard_merging_from_task_arithmetic_with_the_papers_step():
     for got, want in zip(jax.tree_util.tree_leaves(result.params), reconstruct(result.weights, start, candidates)):
         np.testing.assert_allclose(got, want, atol=1e-10)
     assert np.all(np.diff(result.losses) < 0)
+    # the paper's code measures relevance against the checkpoints themselves; same picks here
+    paper = merging.fw_merge(pretrained, candidates, loss_fn, targets, iterations=3, relevance="checkpoint")
+    assert set(np.unique(paper.selected)) <= set(RELEVANT)
 
 
 def test_soft_merging_picks_one_relevant_candidate_per_task_and_fits_coefficients():
@@ -139,6 +142,8 @@ def test_bad_inputs_name_the_argument():
         merging.fw_merge(pretrained, candidates, loss_fn, targets, mode="medium")
     with pytest.raises(ValueError, match="fw_merge: granularity"):
         merging.fw_merge(pretrained, candidates, loss_fn, targets, granularity="row")
+    with pytest.raises(ValueError, match="fw_merge: relevance"):
+        merging.fw_merge(pretrained, candidates, loss_fn, targets, relevance="weights")
     with pytest.raises(ValueError, match="fw_merge: iterations"):
         merging.fw_merge(pretrained, candidates, loss_fn, targets, iterations=0)
     with pytest.raises(ValueError, match="granularity must be 'task'"):
