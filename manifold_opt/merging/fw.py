@@ -102,8 +102,9 @@ def _check(name, value, kind, test, expected):
 
 
 def fw_merge(pretrained, candidates, loss_fn: Callable, proxy_data, *, mode: str = "hard",
-             granularity: str = "task", relevance: str = "task_vector", iterations: int = 3, init_scaling: float = 0.3,
-             step_size: float = 0.1, scaling: float = 0.3, soft_objective: Callable | None = None,
+             granularity: str = "task", relevance: str = "task_vector", iterations: int = 3,
+             init_scaling: float = 0.3, step_size: float = 0.1, scaling: float = 0.3,
+             soft_objective: Callable | None = None,
              soft_data=None, soft_steps: int = 500, soft_learning_rate: float = 1e-3,
              soft_init: float = 0.3) -> FWMergeResult:
     """Merge `candidates` (a sequence of pytrees like `pretrained`, streamed) by FW-Merging.
@@ -128,7 +129,7 @@ def fw_merge(pretrained, candidates, loss_fn: Callable, proxy_data, *, mode: str
         if granularity != "task":
             raise ValueError("fw_merge: mode='soft' picks whole candidates per target task; granularity must be 'task'")
         objective = soft_objective or functools.partial(_summed_loss, loss_fn)
-        check_soft_options("fw_merge", objective, soft_steps, soft_learning_rate, soft_init)
+        check_soft_options("fw_merge", objective, soft_steps, soft_learning_rate, soft_init, prefix="soft_")
         return _soft(pretrained, candidates, n, loss_fn, proxy_data, relevance, objective,
                      proxy_data if soft_objective is None else soft_data, soft_steps, soft_learning_rate, soft_init)
     _check("iterations", iterations, (int, np.integer), lambda v: v >= 1, "a positive int")

@@ -69,21 +69,22 @@ def _fit_coefficients(objective, base, stacked, data, init, steps, learning_rate
     return _combine(base, stacked, coefficients), coefficients, losses
 
 
-def check_soft_options(name: str, objective, steps, learning_rate, init):
+def check_soft_options(name: str, objective, steps, learning_rate, init, prefix: str = ""):
+    """TypeError/ValueError naming `name` and the argument (`prefix` + its name) when an option is bad."""
     if not callable(objective):
-        raise TypeError(f"{name}: objective must be a callable objective(params, data) -> scalar, got {objective!r}")
+        raise TypeError(f"{name}: {prefix}objective must be a callable objective(params, data) -> scalar, got {objective!r}")
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"{name}: steps must be a positive int, got {steps!r}")
+        raise ValueError(f"{name}: {prefix}steps must be a positive int, got {steps!r}")
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
-        raise ValueError(f"{name}: learning_rate must be a positive number, got {learning_rate!r}")
+        raise ValueError(f"{name}: {prefix}learning_rate must be a positive number, got {learning_rate!r}")
     if isinstance(init, bool) or not isinstance(init, (int, float)) or not np.isfinite(init):
-        raise ValueError(f"{name}: init must be a finite number, got {init!r}")
+        raise ValueError(f"{name}: {prefix}init must be a finite number, got {init!r}")
 
 
 def soft_merge(name: str, base, candidates, indices, objective: Callable, data, *, steps: int,
                learning_rate: float, init: float) -> SoftMergeResult:
-    """Layer-wise coefficients over candidates[indices] around `base`, fitted by Adam."""
-    check_soft_options(name, objective, steps, learning_rate, init)
+    """Layer-wise coefficients over candidates[indices] around `base`, fitted by Adam (options
+    already checked by the caller)."""
     stacked = stack_task_vectors(name, base, candidates, indices)
     leaves = jax.tree_util.tree_leaves(base)
     coefficients = jnp.full((len(leaves), len(indices)), init, dtype=jnp.result_type(*leaves))
@@ -98,5 +99,6 @@ def adamerging(pretrained, candidates, objective: Callable, data, *, steps: int 
     model's logits on unlabelled inputs). Device memory grows with the pool (all k task
     vectors are stacked)."""
     n = check_candidates("adamerging", candidates)
+    check_soft_options("adamerging", objective, steps, learning_rate, init)
     return soft_merge("adamerging", pretrained, candidates, list(range(n)), objective, data, steps=steps,
                       learning_rate=learning_rate, init=init)

@@ -148,5 +148,7 @@ def test_bad_inputs_name_the_argument():
         merging.fw_merge(pretrained, candidates, loss_fn, targets, iterations=0)
     with pytest.raises(ValueError, match="granularity must be 'task'"):
         merging.fw_merge(pretrained, candidates, loss_fn, targets, mode="soft", granularity="layer")
+    with pytest.raises(ValueError, match="fw_merge: soft_steps"):
+        merging.fw_merge(pretrained, candidates, loss_fn, targets, mode="soft", soft_steps=0)
     with pytest.raises(TypeError, match="fw_merge: proxy_data"):
         merging.fw_merge(pretrained, candidates, loss_fn, targets[0])
