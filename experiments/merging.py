@@ -289,8 +289,23 @@ def table(config, summary) -> str:
     return "\n".join(lines)
 
 
+def verdict(config, summary) -> str:
+    """Whether the run shows the paper's irrelevant-model effect: FW-soft within 2 points from the
+    smallest to the largest pool while task arithmetic loses at least 10 (paper: 74.1 -> 74.2
+    and 70.3 -> 21.2 from 4 to 20 candidates)."""
+    small, large = min(config.pool_sizes), max(config.pool_sizes)
+    if not {"fw_soft", "task_arithmetic"} <= set(config.methods) or small == large:
+        return "The claim needs fw_soft, task_arithmetic and two pool sizes; not checked."
+    change = {m: 100 * (summary[f"{m}/pool_{large}/accuracy"] - summary[f"{m}/pool_{small}/accuracy"])
+              for m in ("fw_soft", "task_arithmetic")}
+    agrees = abs(change["fw_soft"]) <= 2 and change["task_arithmetic"] <= -10
+    return (f"From {small} to {large} candidates FW-soft changes by {change['fw_soft']:+.1f} points and task "
+            f"arithmetic by {change['task_arithmetic']:+.1f} (paper, 4 to 20: +0.1 and -49.1): "
+            f"{'agrees with' if agrees else 'does not show'} the paper's claim.")
+
+
 def write_results(workdir: str, config, summary, per_seed) -> None:
-    text = table(config, summary)
+    text = table(config, summary) + "\n\n" + verdict(config, summary)
     print(text)
     with open(os.path.join(workdir, RESULTS_MD), "w") as f:
         f.write(f"Average test accuracy over the 4 target tasks, {config.num_seeds} seed(s)\n\n{text}\n")

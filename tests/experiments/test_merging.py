@@ -40,6 +40,10 @@ def test_quick_run_writes_artifacts_and_a_rerun_reuses_them(tmp_path):
     # the seed's history is complete: a rerun reads it back without training or merging
     os.remove(tmp_path / "summary.json")
     assert merging.run(config, str(tmp_path)) == summary
+    # without its history, the seed is merged again from the saved orbax pool: the same numbers
+    os.remove(seed_dir / "metrics.jsonl")
+    assert merging.run(config, str(tmp_path)) == summary
+    assert "task arithmetic" in (tmp_path / merging.RESULTS_MD).read_text()
 
 
 @pytest.mark.parametrize(
