@@ -26,6 +26,8 @@ from manifold_opt.transforms import (
 )
 from manifold_opt.transforms import matrix_rules
 
+from manifold_opt import merging  # noqa: E402
+
 __version__ = "0.1.0"
 
 from manifold_opt.manifolds.params import partition_labels, project_params  # noqa: E402
