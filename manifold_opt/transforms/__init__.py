@@ -9,6 +9,13 @@ from manifold_opt.transforms.matrix_params import (
     resolve_dimension_numbers,
     scale_by_shape,
 )
+from manifold_opt.transforms.matrix_params import (
+    MatrixRules,
+    matrix_axes,
+    matrix_rules,
+    ndim2_dimension_numbers,
+    role_dimension_numbers,
+)
 from manifold_opt.transforms.muon import muon, scale_by_muon
 from manifold_opt.transforms.normuon import normuon, scale_by_normuon
 from manifold_opt.transforms.riemannian import (
@@ -50,9 +57,19 @@ __all__ = [
     "scale_by_spectral_clip",
     "soft_spectral_clip",
     "spectral_clip",
+    "MatrixRules",
+    "matrix_axes",
+    "matrix_rules",
+    "ndim2_dimension_numbers",
+    "role_dimension_numbers",
 ]
-from manifold_opt.transforms.orthogonal_gradient import PCGradState, orthogonal_gradient, pcgrad
-from manifold_opt.transforms.project_out import (
+
+from manifold_opt.transforms.partition import riemannian_partition  # noqa: E402
+
+__all__ += ["riemannian_partition"]
+
+from manifold_opt.transforms.orthogonal_gradient import PCGradState, orthogonal_gradient, pcgrad  # noqa: E402
+from manifold_opt.transforms.project_out import (  # noqa: E402
     ProjectOutState,
     extend_basis,
     project_out,
