@@ -25,4 +25,7 @@ from manifold_opt.transforms import (
     spectral_clip,
 )
 
+from manifold_opt import sets  # noqa: E402
+from manifold_opt.transforms import frank_wolfe, fw_agnostic_schedule, fw_momentum_schedule  # noqa: E402
+
 __version__ = "0.1.0"

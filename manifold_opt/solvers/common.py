@@ -26,14 +26,15 @@ class Iterate(NamedTuple):
     log: SolverLog | None
 
 
-def jitted_solver(static_argnames: tuple[str, ...]):
-    """jax.jit a solver with `cost`, `manifold` and `static_argnames` static, always passing every
+def jitted_solver(static_argnames: tuple[str, ...], geometry: str = "manifold"):
+    """jax.jit a solver with `cost`, its `geometry` argument (the manifold, or Frank-Wolfe's
+    set) and `static_argnames` static, always passing every
     keyword (defaults filled in) so that the compilation cache is keyed the same way on every call
     with the same cost function, manifold, static options and shapes."""
 
     def wrap(fn):
         signature = inspect.signature(fn)
-        jitted = jax.jit(fn, static_argnames=("cost", "manifold") + tuple(static_argnames))
+        jitted = jax.jit(fn, static_argnames=("cost", geometry) + tuple(static_argnames))
 
         @functools.wraps(fn)
         def solver(*args, **kwargs):
