@@ -78,6 +78,16 @@ class Polytope(ConvexSet):
         return self.atom(self.atom_code(g), g)
 
 
+@dataclasses.dataclass(frozen=True)
+class RadiusSet(ConvexSet):
+    """A set scaled by a positive `radius` (validated at construction)."""
+
+    radius: float = 1.0
+
+    def __post_init__(self):
+        check_radius(type(self).__name__, self.radius)
+
+
 def jitted(method):
     """`method(self, *arrays)` compiled once per set and input shapes (the set is static), so eager
     calls do not retrace the loops inside (power iteration, Hungarian algorithm, bisection)."""

@@ -17,7 +17,7 @@ import optax
 
 from manifold_opt.linalg.polar import newton_schulz, polar
 from manifold_opt.linalg.spectral import top_singular
-from manifold_opt.sets.base import ConvexSet, Polytope, check_matrix, check_radius, jitted
+from manifold_opt.sets.base import Polytope, RadiusSet, check_matrix, jitted
 from manifold_opt.sets.vector import project_l1
 
 # Classical cubic Newton-Schulz X <- 1.5 X - 0.5 X X^T X: from a Frobenius-normalized start every
@@ -43,16 +43,15 @@ def _map_singular_values(fn, x):
 
 
 @dataclasses.dataclass(frozen=True)
-class NuclearNormBall(ConvexSet):
+class NuclearNormBall(RadiusSet):
     """{X : ||X||_* <= radius}; the LMO needs only the top singular pair (num_iters power
     iterations, warm-startable through `lmo_warm`; method="svd" uses a full SVD instead)."""
 
-    radius: float = 1.0
     num_iters: int = 30
     method: str = "power"
 
     def __post_init__(self):
-        check_radius("NuclearNormBall", self.radius)
+        super().__post_init__()
         if isinstance(self.num_iters, bool) or not isinstance(self.num_iters, int) or self.num_iters < 1:
             raise ValueError(f"NuclearNormBall: num_iters must be a positive int, got {self.num_iters!r}")
         if self.method not in ("power", "svd"):
@@ -89,17 +88,16 @@ class NuclearNormBall(ConvexSet):
 
 
 @dataclasses.dataclass(frozen=True)
-class SpectralNormBall(ConvexSet):
+class SpectralNormBall(RadiusSet):
     """{X : sigma_max(X) <= radius}, the convex hull of radius * O(n) (square case). The LMO is
     -radius polar(G), exact (method="exact", SVD) or approximate by `steps` cubic Newton-Schulz
     iterations (method="newton_schulz"; matmuls only, singular values in (0, 1], so feasible)."""
 
-    radius: float = 1.0
     method: str = "exact"
     steps: int = 20
 
     def __post_init__(self):
-        check_radius("SpectralNormBall", self.radius)
+        super().__post_init__()
         if self.method not in ("exact", "newton_schulz"):
             raise ValueError(f"SpectralNormBall: unknown method {self.method!r}; expected 'exact' or 'newton_schulz'")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from manifold_opt.sets.base import ConvexSet, Polytope, check_radius, jitted
+from manifold_opt.sets.base import ConvexSet, Polytope, RadiusSet, check_radius, jitted
 
 
 def _relu(x):
@@ -59,12 +59,8 @@ def _signed_code(g_values, indices, n):
 
 
 @dataclasses.dataclass(frozen=True)
-class Simplex(Polytope):
+class Simplex(Polytope, RadiusSet):
     """{x >= 0, sum(x) = radius}: the probability simplex scaled by `radius`."""
-
-    radius: float = 1.0
-    def __post_init__(self):
-        check_radius("Simplex", self.radius)
 
     def project(self, x):
         self.check_point(x)
@@ -92,12 +88,8 @@ class Simplex(Polytope):
 
 
 @dataclasses.dataclass(frozen=True)
-class L1Ball(Polytope):
+class L1Ball(Polytope, RadiusSet):
     """{||x||_1 <= radius}; vertices +-radius e_i, coded i (for +) and n + i (for -)."""
-
-    radius: float = 1.0
-    def __post_init__(self):
-        check_radius("L1Ball", self.radius)
 
     def project(self, x):
         self.check_point(x)
@@ -126,13 +118,8 @@ class L1Ball(Polytope):
 
 
 @dataclasses.dataclass(frozen=True)
-class L2Ball(ConvexSet):
+class L2Ball(RadiusSet):
     """{||x||_2 <= radius} (Frobenius norm for matrices)."""
-
-    radius: float = 1.0
-
-    def __post_init__(self):
-        check_radius("L2Ball", self.radius)
 
     def lmo(self, g):
         self.check_point(g, "g")
@@ -152,13 +139,8 @@ class L2Ball(ConvexSet):
 
 
 @dataclasses.dataclass(frozen=True)
-class LInfBall(ConvexSet):
+class LInfBall(RadiusSet):
     """{max |x_i| <= radius}."""
-
-    radius: float = 1.0
-
-    def __post_init__(self):
-        check_radius("LInfBall", self.radius)
 
     def lmo(self, g):
         self.check_point(g, "g")
@@ -237,6 +219,7 @@ class KSparse(Polytope):
 
     k: int = 1
     radius: float = 1.0
+
     def __post_init__(self):
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise ValueError(f"KSparse: k must be a positive int, got {self.k!r}")

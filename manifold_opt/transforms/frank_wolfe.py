@@ -31,12 +31,12 @@ class FrankWolfeState(NamedTuple):
 
 def fw_agnostic_schedule() -> optax.Schedule:
     """gamma_t = 2 / (t + 2), t = 0, 1, ... (gamma_0 = 1: the first step lands on a vertex)."""
-    return lambda count: 2.0 / (jnp.asarray(count, jnp.float32) + 2.0)
+    return lambda count: 2.0 / (count + 2.0)
 
 
 def fw_momentum_schedule() -> optax.Schedule:
     """beta_t = 1 - 4 / (t + 8)^(2/3) (Mokhtari et al. 2018; beta_0 = 0), for `momentum=`."""
-    return lambda count: 1.0 - 4.0 / (jnp.asarray(count, jnp.float32) + 8.0) ** (2.0 / 3.0)
+    return lambda count: 1.0 - 4.0 / (count + 8.0) ** (2.0 / 3.0)
 
 
 def _value(rate, count):
@@ -58,12 +58,13 @@ def frank_wolfe(
     """
     if rescale not in RESCALINGS:
         raise ValueError(f"frank_wolfe: unknown rescale {rescale!r}; expected one of {list(RESCALINGS)}")
-    if not callable(momentum) and not 0.0 <= momentum < 1.0:
+    # numbers are validated here; schedules and arrays (optax.inject_hyperparams) are taken as given
+    if isinstance(momentum, (int, float)) and not 0.0 <= momentum < 1.0:
         raise ValueError(f"frank_wolfe: momentum must be in [0, 1) or a schedule, got {momentum!r}")
-    if not callable(learning_rate) and not 0.0 <= learning_rate <= 1.0 and rescale is None:
+    if isinstance(learning_rate, (int, float)) and not 0.0 <= learning_rate <= 1.0 and rescale is None:
         raise ValueError(f"frank_wolfe: learning_rate must be in [0, 1] without rescaling, got {learning_rate!r}")
     whole_tree = getattr(sets, "covers_tree", False)
-    use_momentum = callable(momentum) or momentum > 0.0
+    use_momentum = not isinstance(momentum, (int, float)) or momentum > 0.0
 
     def check(params):
         if whole_tree:
@@ -92,7 +93,8 @@ def frank_wolfe(
         if rescale == "diameter":
             factor = 1.0 / geometry.diameter(jax.tree_util.tree_leaves(x)[0].shape)
         elif rescale == "gradient":
-            factor = optax.tree_utils.tree_l2_norm(d) / optax.tree_utils.tree_l2_norm(direction)
+            distance = optax.tree_utils.tree_norm(direction)
+            factor = optax.tree_utils.tree_norm(d) / jnp.where(distance > 0, distance, 1)
         else:
             factor = 1.0
         gamma = jnp.clip(lr * factor, 0.0, 1.0)
