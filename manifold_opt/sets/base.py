@@ -24,6 +24,10 @@ import jax
 import jax.numpy as jnp
 
 
+# Default active-set capacity cap for sets with combinatorially many vertices (K-sparse, Birkhoff).
+MAX_ACTIVE_ATOMS = 2048
+
+
 @dataclasses.dataclass(frozen=True)
 class ConvexSet:
     """Base class of the sets in `mo.sets`."""
@@ -62,8 +66,9 @@ class ConvexSet:
         raise NotImplementedError
 
     def max_atoms(self, like) -> int:
-        """Capacity of an active set for points like `like` (the number of vertices, capped at
-        the Caratheodory bound dim + 1 where that is smaller)."""
+        """Default capacity of an active set for points like `like`: the number of vertices when
+        they are few (Simplex, L1Ball, ConvexHull), else min(2 (dim + 1), MAX_ACTIVE_ATOMS): the
+        active-set bookkeeping costs O(capacity) per iteration."""
         raise NotImplementedError
 
 

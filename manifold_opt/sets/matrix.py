@@ -4,7 +4,8 @@ LMOs (Jaggi 2013; FrankWolfe.jl):
   NuclearNormBall {sum sigma_i(X) <= r}: -r u_1 v_1^T (top singular pair of G, power iteration)
   SpectralNormBall {sigma_max(X) <= r}:  -r polar(G) = -r U V^T (the convex hull of r O(n))
   BirkhoffPolytope (doubly stochastic):  the permutation matrix P minimizing <G, P> (a linear
-                                         assignment, solved by optax's Hungarian algorithm)
+                                         assignment: SciPy's solver through a host callback, or
+                                         optax's pure-JAX Hungarian algorithm)
 """
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+import scipy.optimize
 
 from manifold_opt.linalg.polar import newton_schulz, polar
 from manifold_opt.linalg.spectral import top_singular
-from manifold_opt.sets.base import Polytope, RadiusSet, check_matrix, jitted
+from manifold_opt.sets.base import MAX_ACTIVE_ATOMS, Polytope, RadiusSet, check_matrix, jitted
 from manifold_opt.sets.vector import project_l1
 
 # Classical cubic Newton-Schulz X <- 1.5 X - 0.5 X X^T X: from a Frobenius-normalized start every
@@ -126,11 +129,28 @@ class SpectralNormBall(RadiusSet):
         return 2.0 * self.radius * math.sqrt(min(shape[-2:]) if len(shape) >= 2 else 1)
 
 
+def _scipy_assignment(cost):
+    """Column of row i in a minimum-cost assignment (SciPy's LAPJV-style solver), on the host."""
+    return scipy.optimize.linear_sum_assignment(np.asarray(cost))[1].astype(np.int32)
+
+
+ASSIGNMENT_METHODS = ("scipy", "hungarian")
+
+
 @dataclasses.dataclass(frozen=True)
 class BirkhoffPolytope(Polytope):
     """The n x n doubly stochastic matrices, conv of the permutation matrices (Birkhoff-von
-    Neumann). A vertex is coded by its permutation p (row i has its 1 in column p[i]). There is
-    no closed-form Euclidean projection; `project` is not offered."""
+    Neumann). A vertex is coded by its permutation p (row i has its 1 in column p[i]). The LMO is
+    a linear assignment: method="scipy" (default; `scipy.optimize.linear_sum_assignment` through
+    `jax.pure_callback`, about 30x faster than the pure-JAX solver on CPU at n = 200) or
+    "hungarian" (`optax.assignment.hungarian_algorithm`, no host round trip). There is no
+    closed-form Euclidean projection; `project` is not offered."""
+
+    method: str = "scipy"
+
+    def __post_init__(self):
+        if self.method not in ASSIGNMENT_METHODS:
+            raise ValueError(f"BirkhoffPolytope: unknown method {self.method!r}; expected one of {list(ASSIGNMENT_METHODS)}")
 
     def check_point(self, x, name: str = "x") -> None:
         check_matrix("BirkhoffPolytope", x, name, square=True)
@@ -151,6 +171,9 @@ class BirkhoffPolytope(Polytope):
         return math.sqrt(2.0 * n) if n > 1 else 0.0
 
     def atom_code(self, g):
+        if self.method == "scipy":
+            result = jax.ShapeDtypeStruct(g.shape[:-1], jnp.int32)
+            return jax.pure_callback(_scipy_assignment, result, g, vmap_method="sequential")
         rows, cols = optax.assignment.hungarian_algorithm(g)
         return jnp.zeros(g.shape[-1], jnp.int32).at[rows].set(cols.astype(jnp.int32))
 
@@ -163,4 +186,4 @@ class BirkhoffPolytope(Polytope):
 
     def max_atoms(self, like) -> int:
         n = like.shape[-1]
-        return int(min(math.factorial(min(n, 20)), 2 * ((n - 1) ** 2 + 1)))
+        return int(min(math.factorial(min(n, 20)), 2 * ((n - 1) ** 2 + 1), MAX_ACTIVE_ATOMS))

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from manifold_opt.sets.base import ConvexSet, Polytope, RadiusSet, check_radius, jitted
+from manifold_opt.sets.base import MAX_ACTIVE_ATOMS, ConvexSet, Polytope, RadiusSet, check_radius, jitted
 
 
 def _relu(x):
@@ -271,4 +271,4 @@ class KSparse(Polytope):
         return jnp.sum(_signed_scores(g, codes, self.radius), axis=-1)
 
     def max_atoms(self, like) -> int:
-        return int(min(math.comb(like.size, self.k) * 2**self.k, 2 * (like.size + 1)))
+        return int(min(math.comb(like.size, self.k) * 2**self.k, 2 * (like.size + 1), MAX_ACTIVE_ATOMS))

@@ -100,11 +100,12 @@ def test_matrix_lmos_against_svd_and_linear_sum_assignment():
     assert np.asarray(SpectralNormBall(0.7, method="newton_schulz").lmo(jnp.asarray(g, jnp.float32))).dtype == np.float32
 
     costs = rng.normal(size=(3, 8, 8))
-    p = np.asarray(BirkhoffPolytope().lmo(jnp.asarray(costs)))
-    for c, perm in zip(costs, p):
-        rows, cols = scipy.optimize.linear_sum_assignment(c)
-        np.testing.assert_allclose(np.sum(c * perm), c[rows, cols].sum(), rtol=1e-12)
-        assert set(np.unique(perm)) == {0.0, 1.0}
+    for method in ("scipy", "hungarian"):
+        p = np.asarray(BirkhoffPolytope(method).lmo(jnp.asarray(costs)))
+        for c, perm in zip(costs, p):
+            rows, cols = scipy.optimize.linear_sum_assignment(c)
+            np.testing.assert_allclose(np.sum(c * perm), c[rows, cols].sum(), rtol=1e-12)
+            assert set(np.unique(perm)) == {0.0, 1.0}
     assert np.all(np.asarray(BirkhoffPolytope().feasibility(jnp.asarray(p))) == 0)
     perms = np.array([np.eye(4)[list(q)] for q in itertools.permutations(range(4))])
     dist = np.linalg.norm(perms[:, None] - perms[None], axis=(-2, -1))
@@ -165,6 +166,7 @@ def test_validation_names_the_argument():
         (lambda: NuclearNormBall(1.0).lmo(jnp.ones(3)), "NuclearNormBall: g must have shape"),
         (lambda: SpectralNormBall(1.0, method="qr"), "SpectralNormBall: unknown method"),
         (lambda: Box(1.0, 0.0), "Box: lower must be <= upper"),
+        (lambda: BirkhoffPolytope("auction"), "BirkhoffPolytope: unknown method"),
         (lambda: ConvexHull({"a": jnp.ones((3, 2)), "b": jnp.ones((4,))}), "ConvexHull: every leaf"),
         (lambda: sets_from_init({"w": jnp.ones(3)}, kind="l3"), "sets_from_init: unknown kind"),
     ]
