@@ -1,7 +1,6 @@
 """Constraint sets against brute force: LMOs against vertex enumeration / SVD / SciPy's
 linear_sum_assignment, projections against their variational inequality, diameters against the
 largest vertex distance."""
-import functools
 import itertools
 
 import jax
@@ -94,15 +93,15 @@ def test_matrix_lmos_against_svd_and_linear_sum_assignment():
     spec = SpectralNormBall(0.7)
     s = spec.lmo(jnp.asarray(g))
     np.testing.assert_allclose(np.sum(g * s, axis=(-2, -1)), -0.7 * sv.sum(-1), rtol=1e-10)
-    s_ns = SpectralNormBall(0.7, method="newton_schulz", steps=30).lmo(jnp.asarray(g))
+    s_ns = SpectralNormBall(0.7, method="newton_schulz", steps=15).lmo(jnp.asarray(g))
     np.testing.assert_allclose(np.sum(g * s_ns, axis=(-2, -1)), -0.7 * sv.sum(-1), rtol=1e-3)
     assert np.all(np.asarray(spec.feasibility(s_ns)) <= 1e-12)
-    assert np.asarray(SpectralNormBall(0.7, method="newton_schulz").lmo(jnp.asarray(g, jnp.float32))).dtype == np.float32
+    assert np.asarray(SpectralNormBall(0.7, method="newton_schulz", steps=15).lmo(jnp.asarray(g, jnp.float32))).dtype == np.float32
 
-    costs = rng.normal(size=(3, 8, 8))
-    for method in ("scipy", "hungarian"):
-        p = np.asarray(BirkhoffPolytope(method).lmo(jnp.asarray(costs)))
-        for c, perm in zip(costs, p):
+    costs = rng.normal(size=(3, 1, 8, 8))  # two batch axes
+    for method, batch in (("scipy", costs), ("hungarian", costs[:1, 0])):
+        p = np.asarray(BirkhoffPolytope(method).lmo(jnp.asarray(batch))).reshape(batch.shape)
+        for c, perm in zip(batch.reshape(-1, 8, 8), p.reshape(-1, 8, 8)):
             rows, cols = scipy.optimize.linear_sum_assignment(c)
             np.testing.assert_allclose(np.sum(c * perm), c[rows, cols].sum(), rtol=1e-12)
             assert set(np.unique(perm)) == {0.0, 1.0}
@@ -130,27 +129,33 @@ def test_convex_hull_of_pytrees_against_enumeration():
         hull.lmo({"w": jnp.zeros((3, 2))})
 
 
-@functools.partial(jax.jit, static_argnums=0)
-@functools.partial(jax.vmap, in_axes=(None, 0))
 def projection_certificate(c, x):
     """p = proj_C(x) iff p in C and <x - p, v - p> <= 0 for all v in C, i.e. for v = lmo(p - x);
     also returns the feasibility of p and how far projecting p moves it (0: idempotent)."""
     p = c.project(x)
     v = c.lmo(p - x)
-    return p, jnp.sum((x - p) * (v - p)), c.feasibility(p), jnp.max(jnp.abs(c.project(p) - p))
+    return p, jnp.sum((x - p) * (v - p)), jnp.max(c.feasibility(p)), jnp.max(jnp.abs(c.project(p) - p))
+
+
+PROJECTED = [  # (set, point shape, dtype)
+    (Simplex(1.7), (3, 4), jnp.float64), (L1Ball(2.0), (3, 4), jnp.float64), (L2Ball(1.0), (3, 4), jnp.float64),
+    (LInfBall(0.5), (3, 4), jnp.float64), (Box(-0.2, 0.3), (3, 4), jnp.float64), (KSparse(2, 0.8), (3, 4), jnp.float64),
+    (NuclearNormBall(1.5, method="svd"), (5, 4), jnp.float64), (SpectralNormBall(0.7), (5, 4), jnp.float64),
+    (L1Ball(2.0), (3, 4), jnp.float32), (NuclearNormBall(1.5, method="svd"), (5, 4), jnp.float32),
+]
 
 
 def test_projections_satisfy_the_variational_inequality():
+    """Every set's certificate at a point inside (scale 0.1) and outside (scale 3), in one jit."""
     rng = np.random.default_rng(4)
-    vec = [Simplex(1.7), L1Ball(2.0), L2Ball(1.0), LInfBall(0.5), Box(-0.2, 0.3), KSparse(2, 0.8)]
-    mat = [NuclearNormBall(1.5, method="svd"), SpectralNormBall(0.7)]
-    for c, dtype in [(c, jnp.float64) for c in vec + mat] + [(L1Ball(2.0), jnp.float32), (mat[0], jnp.float32)]:
+    points = [jnp.asarray(np.array([0.1, 3.0])[:, None, None] * rng.normal(size=(2,) + shape), dtype)
+              for _, shape, dtype in PROJECTED]
+    certify = jax.jit(lambda xs: [jax.vmap(lambda x, c=c: projection_certificate(c, x))(x)
+                                  for (c, _, _), x in zip(PROJECTED, xs)])
+    for (c, _, dtype), x, (p, inner, feas, moved) in zip(PROJECTED, points, certify(points)):
         tol = 1e-9 if dtype == jnp.float64 else 1e-4
-        shape = (5, 4) if c in mat else (3, 4)
-        x = jnp.asarray(np.array([0.1, 3.0])[:, None, None] * rng.normal(size=(2,) + shape), dtype)  # inside, outside
-        p, inner, feas, moved = projection_certificate(c, x)
         assert p.dtype == dtype
-        assert np.all(np.asarray(inner) <= tol * (1 + np.sum(np.asarray(x) ** 2))), type(c).__name__
+        assert np.all(np.asarray(inner) <= tol * (1 + np.sum(np.asarray(x, np.float64) ** 2))), type(c).__name__
         assert np.all(np.asarray(feas) <= tol) and np.all(np.asarray(moved) <= 10 * tol), type(c).__name__
     x = rng.normal(size=7)
     np.testing.assert_allclose(Simplex(2.0).project(jnp.asarray(x)), optax.projections.projection_simplex(jnp.asarray(x), 2.0))
