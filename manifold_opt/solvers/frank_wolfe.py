@@ -84,7 +84,8 @@ def frank_wolfe(
     gap <= tolerance (stop reason GAP_TOLERANCE), and `gradient_norm` holds the Euclidean norm
     ||grad f(x)|| (not a stationarity measure under constraints). With log=True the SolverLog
     also holds the gap per iteration. `lipschitz` is required by step="short" and, when given,
-    is adaptive's first estimate. The active-set variants start from the vertex
+    is adaptive's first estimate. Vanilla starts at x0, which must lie in the set (iterates
+    are convex combinations of x0 and LMO vertices). The active-set variants start from the vertex
     atom(atom_code(-x0)) (x0 itself when x0 is a vertex of the Simplex, L1Ball, KSparse or
     BirkhoffPolytope) and need a set with vertex codes; `active_set_size` defaults to
     `set.max_atoms(x0)`; running out of slots stops with ACTIVE_SET_FULL. `cost` and `set` are
