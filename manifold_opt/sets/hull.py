@@ -10,6 +10,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from manifold_opt.sets.base import Polytope
 
@@ -58,10 +59,11 @@ class ConvexHull(Polytope):
         return sum(flat)
 
     def diameter(self, shape=()) -> float:
-        flat = jnp.concatenate([v.reshape(v.shape[0], -1) for v in jax.tree_util.tree_leaves(self.vertices)], axis=1)
-        sq = jnp.sum(flat**2, axis=1)
-        dist2 = sq[:, None] + sq[None, :] - 2 * flat @ flat.T
-        return float(jnp.sqrt(jnp.maximum(jnp.max(dist2), 0)))
+        """The largest vertex distance (computed in NumPy, so it is a constant under jit)."""
+        leaves = jax.tree_util.tree_leaves(self.vertices)
+        flat = np.concatenate([np.asarray(v, np.float64).reshape(v.shape[0], -1) for v in leaves], axis=1)
+        sq = np.sum(flat**2, axis=1)
+        return float(np.sqrt(max(np.max(sq[:, None] + sq[None, :] - 2 * flat @ flat.T), 0.0)))
 
     def atom_code(self, g):
         return jnp.argmin(self.scores(g)).astype(jnp.int32)

@@ -77,7 +77,8 @@ def test_float32_feasibility_inject_hyperparams_and_hull_of_pytrees():
     checkpoints = {"w": jnp.asarray(RNG.normal(size=(3, 4, 3))), "b": jnp.asarray(RNG.normal(size=(3, 3)))}
     hull = ConvexHull(checkpoints)
     start = jax.tree_util.tree_map(lambda v: v[0], checkpoints)
-    final, _ = run(mo.frank_wolfe(mo.fw_agnostic_schedule(), hull), start, 200)
+    agnostic_after_rescaling = lambda t: hull.diameter() * 2.0 / (t + 2.0)  # diameter is a jit constant
+    final, _ = run(mo.frank_wolfe(agnostic_after_rescaling, hull, rescale="diameter"), start, 200)
     best = min(float(loss(jax.tree_util.tree_map(lambda v: v[i], checkpoints))) for i in range(3))
     assert float(loss(final)) <= best + 1e-9
 
