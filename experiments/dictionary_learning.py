@@ -13,6 +13,18 @@ The batch reference is the l4 matching-stretching-projection method of Zhai et a
 D <- polar(Y (D^T Y)^3) on every sample the online run saw (= Frank-Wolfe with step 1 on the
 full-batch objective). Recovery error: ||D P - D*||_F / sqrt(n) with P the signed permutation
 best aligning D to D* (a linear assignment on |D^T D*|).
+
+Results (default config: n = 32, theta = 0.3, 4000 steps of 8 samples, seeds 0-2; CPU):
+
+    | seed | online FW error | log-log slope | online s | MSP error (30 it.) | MSP s |
+    |  0   |     0.0407      |    -0.336     |   4.0    |       0.0261       | 0.48  |
+    |  1   |     0.0407      |    -0.374     |   3.3    |       0.0259       | 0.18  |
+    |  2   |     0.0400      |    -0.398     |   3.3    |       0.0241       | 0.05  |
+
+Online FW recovers D* (error 0.67 at the start -> 0.04) without storing samples; the batch
+method with all 32000 samples in memory reaches 0.025. The fitted decay of the recovery error,
+t^-0.37, is faster than the theorem's O(ln t / t^(1/4)) bound (which bounds a stationarity gap,
+not this error): consistent with the claim, not a test of its tightness.
 """
 from __future__ import annotations
 
