@@ -262,7 +262,8 @@ class KSparse(Polytope):
     def atom_code(self, g):
         flat = g.reshape(-1)
         _, indices = jax.lax.top_k(jnp.abs(flat), self.k)
-        return _signed_code(flat[indices], indices, flat.shape[0])
+        # sorted, so that one vertex has one code (the active set matches atoms by their codes)
+        return jnp.sort(_signed_code(flat[indices], indices, flat.shape[0]))
 
     def atom(self, code, like):
         return _signed_atom(code, like, self.radius)

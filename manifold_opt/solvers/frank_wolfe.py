@@ -17,8 +17,12 @@ The active set (x = sum_i w_i v_i) holds at most `active_set_size` vertices as i
 (`set.atom_code`); an atom whose weight reaches 0 (a drop step) frees its slot. Step sizes:
 "agnostic" gamma_t = 2 / (t + 2); "short" gamma = clamp(-<g, d> / (L ||d||^2), 0, gamma_max) with
 the given `lipschitz` L; "adaptive" the same with L estimated by backtracking (Pedregosa, Negiar,
-Askari & Jaggi 2020: L shrinks by 0.9 before each step and doubles until
-f(x + gamma d) <= f(x) + gamma <g, d> + gamma^2 L ||d||^2 / 2).
+Askari & Jaggi 2020: L shrinks by 0.9 before each step and doubles until the step is accepted).
+We accept on the first-order form of their sufficient-decrease test, <grad f(x + gamma d), d> <= 0
+(the step does not pass the minimum along d): on a quadratic both accept exactly
+L >= d^T H d / ||d||^2, but theirs compares differences of f that sink below f's rounding near the
+optimum (the estimate of L then blows up and the iterates stall), ours does not.
+The accepted trial's gradient is the next iterate's.
 """
 from __future__ import annotations
 
@@ -119,8 +123,10 @@ def frank_wolfe(
             return set.atom(code, g), code
         return set.lmo(g), None
 
-    def evaluate(x):
-        value, g = jax.value_and_grad(cost)(x)
+    def evaluate(x, value_grad=None):
+        """f, grad f, ||grad f||, s = LMO(grad f), its code and the gap at x (reusing a known
+        (f(x), grad f(x)) from the adaptive step's last trial)."""
+        value, g = jax.value_and_grad(cost)(x) if value_grad is None else value_grad
         s, code = vertex(g)
         return value, g, jnp.sqrt(_norm2(g)), s, code, vdot(g, _sub(x, s))
 
@@ -174,34 +180,31 @@ def frank_wolfe(
             return jnp.where(descent, jnp.clip(-slope / (lip * safe_dd), 0, gamma_max), 0)
 
         if step == "agnostic":
-            return jnp.minimum(2 / (it.iteration + 2).astype(dtype), gamma_max), it.lipschitz
+            return jnp.minimum(2 / (it.iteration + 2).astype(dtype), gamma_max), it.lipschitz, None
         if step == "short":
-            return clipped(it.lipschitz), it.lipschitz
+            return clipped(it.lipschitz), it.lipschitz, None
 
-        slack = 4 * jnp.finfo(dtype).eps * jnp.abs(it.value)
-
-        def sufficient(lip):
-            gamma = clipped(lip)
-            trial = cost(common.axpy(gamma, d, it.x))
-            return trial <= it.value + gamma * slope + 0.5 * gamma**2 * lip * dd + slack
+        def trial(lip):  # past the minimum along d (positive slope there): the step is too long
+            value, g = jax.value_and_grad(cost)(common.axpy(clipped(lip), d, it.x))
+            return (vdot(g, d) <= 0) | ~descent, value, g
 
         def grow(carry):
-            lip, k, _ = carry
-            return 2 * lip, k + 1, sufficient(2 * lip)
+            lip, k, *_ = carry
+            return (2 * lip, k + 1) + trial(2 * lip)
 
         lip = 0.9 * it.lipschitz
-        lip, _, _ = lax.while_loop(lambda c: ~c[2] & (c[1] < max_backtracks), grow, (lip, 0, sufficient(lip)))
-        return clipped(lip), lip
+        lip, _, _, value, g = lax.while_loop(lambda c: ~c[2] & (c[1] < max_backtracks), grow, (lip, 0) + trial(lip))
+        return clipped(lip), lip, (value, g)
 
     # ----- one iteration ----------------------------------------------------------------------
     def body(it):
         if not use_atoms:
-            gamma, lip = step_size(it, _sub(it.vertex, it.x), jnp.asarray(1, dtype))
+            gamma, lip, value_grad = step_size(it, _sub(it.vertex, it.x), jnp.asarray(1, dtype))
             x = common.axpy(gamma, _sub(it.vertex, it.x), it.x)
             codes, weights, full = None, None, it.full
         else:
-            x, codes, weights, full, lip = active_set_step(it)
-        value, g, grad_norm, s, code, gap = evaluate(x)
+            x, codes, weights, full, lip, value_grad = active_set_step(it)
+        value, g, grad_norm, s, code, gap = evaluate(x, value_grad)
         k = it.iteration + 1
         return FrankWolfeIterate(x, value, g, grad_norm, s, code, gap, lip, codes, weights, full, k,
                                  record(it.log, k, value, grad_norm, gap))
@@ -228,7 +231,7 @@ def frank_wolfe(
             fw_step, away_step, pairwise = ~local, no, no
             d = common.select(local, _sub(set.atom(it.codes[target], it.x), atom_a), _sub(it.vertex, it.x))
             gamma_max = jnp.where(local, w_a, 1)
-        gamma, lip = step_size(it, d, jnp.asarray(gamma_max, dtype))
+        gamma, lip, value_grad = step_size(it, d, jnp.asarray(gamma_max, dtype))
         # the weights: w <- c w + gamma e_in - gamma e_out (an atom whose weight hits 0 is dropped)
         adds_vertex = fw_step | pairwise
         same = jnp.all((it.codes == it.code).reshape(it.codes.shape[0], -1), axis=1) & active
@@ -242,8 +245,10 @@ def frank_wolfe(
         codes = it.codes.at[slot_in].set(jnp.where(adds_vertex, it.code, it.codes[slot_in]))
         x = common.axpy(gamma, d, it.x)
         # no free slot for the new vertex: stay put and report ACTIVE_SET_FULL
+        if value_grad is not None:
+            value_grad = common.select(full, (it.value, it.grad), value_grad)
         return (common.select(full, it.x, x), jnp.where(full, it.codes, codes), jnp.where(full, it.weights, w),
-                full, lip)
+                full, lip, value_grad)
 
     it = lax.while_loop(lambda it: reason_of(it) == StopReason.RUNNING, body, it)
     reason = reason_of(it)

@@ -8,7 +8,7 @@ import pytest
 import scipy.optimize
 
 import manifold_opt as mo
-from manifold_opt.sets import BirkhoffPolytope, ConvexHull, L2Ball, Simplex
+from manifold_opt.sets import BirkhoffPolytope, ConvexHull, KSparse, L2Ball, Simplex
 from manifold_opt.solvers import StopReason, frank_wolfe
 
 RNG = np.random.default_rng(0)
@@ -158,3 +158,18 @@ def test_stop_reasons_and_validation():
         frank_wolfe(least_squares, L2Ball(1.0), X0, variant="away")
     with pytest.raises(ValueError, match=r"BirkhoffPolytope: x0 must have shape \(\.\.\., n, n\)"):
         frank_wolfe(lambda x: jnp.sum(x), BirkhoffPolytope(), jnp.ones((2, 3)))
+
+
+def test_k_sparse_least_squares_matches_scipy():
+    """Signed multi-index vertex codes (K-sparse polytope, pairwise FW) against SLSQP on the
+    split x = u - v, u, v >= 0, u + v <= r, sum(u + v) <= k r."""
+    c = KSparse(3, 0.3)
+    r = frank_wolfe(least_squares, c, jnp.zeros(12), variant="pairwise", max_iterations=ITERS, tolerance=1e-10)
+    assert bool(r.converged) and float(c.feasibility(r.x)) <= 1e-12
+    n = 12
+    f = lambda z: 0.5 * np.sum((A @ (z[:n] - z[n:]) - B) ** 2)
+    cons = [{"type": "ineq", "fun": lambda z: c.radius - z[:n] - z[n:]},
+            {"type": "ineq", "fun": lambda z: c.k * c.radius - np.sum(z)}]
+    ref = scipy.optimize.minimize(f, np.zeros(2 * n), bounds=[(0, None)] * 2 * n, constraints=cons,
+                                  method="SLSQP", options={"ftol": 1e-15, "maxiter": 1000})
+    np.testing.assert_allclose(float(r.value), ref.fun, rtol=1e-8)
