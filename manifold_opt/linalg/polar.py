@@ -9,8 +9,10 @@ an odd polynomial to the singular values,
 
 which pushes them toward 1 (Jordan et al. 2024, "Muon"; Amsel et al. 2025, "Polar Express").
 Muon's single triple maps normalized singular values above ~2e-3 into its attracting band
-[0.682, 1.202] in 5 steps (not exactly 1). Polar Express's last polynomial, repeated beyond its
-5 steps, has its fixed point at 1.035, so its error to polar(G) plateaus near 3.5%.
+[0.682, 1.202] in 5 steps (not exactly 1). Polar Express uses the reference's 8 polynomials
+(rows 1-7 shrunk by 1.01, 1.01^3, 1.01^5 for safety), then repeats the classic (15, -10, 3)/8
+Newton-Schulz step, whose fixed point is exactly 1: its error to polar(G) keeps falling with
+more steps (the circulating 5-step variant with 1.02 baked in plateaus near 3.5%).
 The "root" set (ROOT, 2025) picks one (a, b, c) triple per matrix shape, keyed by
 (min dim, max dim), and falls back to Muon's for shapes outside its table.
 """
@@ -30,12 +32,20 @@ DION_COEFFS = (
     (2.8769, -3.1427, 1.2046),
     (2.8366, -3.0525, 1.2012),
 )
-POLAR_EXPRESS_COEFFS = (
-    (8.156554524902461, -22.48329292557795, 15.878769915207462),
-    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
-    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
-    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
-    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+# Polar Express (Amsel et al. 2025), the authors' 8-polynomial table. Rows 1-7 are divided by
+# (1.01, 1.01^3, 1.01^5) for safety; the last row (15/8, -10/8, 3/8) has its fixed point at 1
+# and is repeated beyond 8 steps. The input is normalized by 1.01 ||X||_F.
+_POLAR_EXPRESS_RAW = (
+    (8.28721201814563, -23.595886519098837, 17.300387312530933),
+    (4.107059111542203, -2.9478499167379106, 0.5448431082926601),
+    (3.9486908534822946, -2.908902115962949, 0.5518191394370137),
+    (3.3184196573706015, -2.488488024314874, 0.51004894012372),
+    (2.300652019954817, -1.6689039845747493, 0.4188073119525673),
+    (1.891301407787398, -1.2679958271945868, 0.37680408948524835),
+    (1.8750014808534479, -1.2500016453999487, 0.3750001645474248),
+)
+POLAR_EXPRESS_COEFFS = tuple((a / 1.01, b / 1.01**3, c / 1.01**5) for a, b, c in _POLAR_EXPRESS_RAW) + (
+    (15 / 8, -10 / 8, 3 / 8),
 )
 # ROOT's per-shape triples, keyed by (min(m, n), max(m, n)); other shapes use Muon's.
 ROOT_SHAPE_COEFFS = {
@@ -47,7 +57,7 @@ ROOT_SHAPE_COEFFS = {
 COEFF_SETS = {
     "muon": (MUON_COEFFS, 1.0),
     "dion": (DION_COEFFS, 1.0),
-    "polar_express": (POLAR_EXPRESS_COEFFS, 1.02),
+    "polar_express": (POLAR_EXPRESS_COEFFS, 1.01),
 }
 
 
@@ -106,7 +116,7 @@ def newton_schulz(
 
     Tall inputs are transposed so the Gram matrix is min(m, n) square. The iteration runs in
     `compute_dtype` (default: g's dtype; e.g. jnp.bfloat16 for speed) and the result is cast
-    back to g's dtype. `coeffs`: "muon", "dion", "polar_express" (normalizes by 1.02 ||G||_F),
+    back to g's dtype. `coeffs`: "muon", "dion", "polar_express" (normalizes by 1.01 ||G||_F),
     "root" (per-shape triple from ROOT_SHAPE_COEFFS), an (a, b, c) triple or a (k, 3) table.
     A zero input gives a zero output.
     """
@@ -124,7 +134,7 @@ def newton_schulz(
     def step(x, abc):
         a, b, c = abc[0], abc[1], abc[2]
         gram = x @ jnp.swapaxes(x, -1, -2)
-        poly = b * gram + c * (gram @ gram)
+        poly = b * gram + (c * gram) @ gram  # optax.contrib.muon's order of operations
         return a * x + poly @ x, None
 
     x, _ = jax.lax.scan(step, x, jnp.asarray(table, dtype=x.dtype), unroll=True)

@@ -10,6 +10,13 @@ from manifold_opt.transforms.matrix_params import (
     resolve_dimension_numbers,
     scale_by_shape,
 )
+from manifold_opt.transforms.matrix_params import (
+    MatrixRules,
+    matrix_axes,
+    matrix_rules,
+    ndim2_dimension_numbers,
+    role_dimension_numbers,
+)
 from manifold_opt.transforms.muon import muon, scale_by_muon
 from manifold_opt.transforms.normuon import normuon, scale_by_normuon
 from manifold_opt.transforms.riemannian import (
@@ -55,4 +62,13 @@ __all__ = [
     "scale_by_spectral_clip",
     "soft_spectral_clip",
     "spectral_clip",
+    "MatrixRules",
+    "matrix_axes",
+    "matrix_rules",
+    "ndim2_dimension_numbers",
+    "role_dimension_numbers",
 ]
+
+from manifold_opt.transforms.partition import riemannian_partition  # noqa: E402
+
+__all__ += ["riemannian_partition"]

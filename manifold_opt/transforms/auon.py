@@ -28,6 +28,13 @@ import jax.numpy as jnp
 import optax
 
 from manifold_opt.linalg.polar import newton_schulz, ns_coefficients
+from manifold_opt.transforms.arguments import (
+    checked_keywords,
+    hyper,
+    is_python_number,
+    optimizer_constructor,
+    static_int,
+)
 from manifold_opt.transforms.matrix_params import (
     Orthogonalizer,
     map_matrices,
@@ -47,13 +54,14 @@ def cosh_rms(g: jnp.ndarray, gamma: float = 1.5) -> jnp.ndarray:
 def cosh_normalize(g: jnp.ndarray, gamma: float = 1.5, normalize: bool = False) -> jnp.ndarray:
     """AuON's map of a stack of matrices (see module doc); statistics in at least float32."""
     g32 = g.astype(jnp.promote_types(g.dtype, jnp.float32))
+    gamma = hyper(gamma, g32)
     base = g32 / (jnp.linalg.norm(g32, axis=(-2, -1), keepdims=True) + 1e-7) if normalize else g32
     return (base / (cosh_rms(g32, gamma) + 1e-8)).astype(g.dtype)
 
 
 def _cosh_core(name, beta, nesterov, gamma, normalize, transform):
     check_beta(f"{name}: beta", beta)
-    if not gamma > 0:
+    if is_python_number(gamma) and not gamma > 0:
         raise ValueError(f"{name}: gamma must be positive, got {gamma!r}")
 
     def update_fn(updates, state, params=None):
@@ -65,6 +73,7 @@ def _cosh_core(name, beta, nesterov, gamma, normalize, transform):
     return optax.GradientTransformation(init_momentum, update_fn)
 
 
+@checked_keywords("mo.scale_by_auon")
 def scale_by_auon(beta: float = 0.95, *, nesterov: bool = True, gamma: float = 1.5, normalize: bool = False,
                   weight_dimension_numbers=None) -> optax.GradientTransformation:
     """AuON's core: Nesterov momentum, then the cosh normalization of each matrix."""
@@ -74,11 +83,14 @@ def scale_by_auon(beta: float = 0.95, *, nesterov: bool = True, gamma: float = 1
     )
 
 
+@checked_keywords("mo.scale_by_hybrid_auon")
 def scale_by_hybrid_auon(beta: float = 0.95, *, nesterov: bool = True, gamma: float = 1.5,
-                         normalize: bool = False, ns_steps: int = 5, ns_coeffs="muon", ns_eps: float = 1e-7,
+                         normalize: bool = False, ns_steps: int | None = None, ns_coeffs="muon", ns_eps: float = 1e-7,
                          ns_dtype=None, weight_dimension_numbers=None,
                          orthogonalizer: Orthogonalizer | None = None) -> optax.GradientTransformation:
-    """Hybrid-AuON's core: Nesterov momentum, `ns_steps` Newton-Schulz steps, cosh normalization."""
+    """Hybrid-AuON's core: Nesterov momentum, `ns_steps` (None: 5; static) Newton-Schulz steps,
+    cosh normalization."""
+    ns_steps = static_int("mo.scale_by_hybrid_auon", "ns_steps", ns_steps, 5)
     ns_coefficients(ns_coeffs, ns_steps, (2, 2))
     ns = functools.partial(newton_schulz, steps=ns_steps, coeffs=ns_coeffs, eps=ns_eps, compute_dtype=ns_dtype)
 
@@ -90,26 +102,29 @@ def scale_by_hybrid_auon(beta: float = 0.95, *, nesterov: bool = True, gamma: fl
     return _cosh_core("scale_by_hybrid_auon", beta, nesterov, gamma, normalize, transform)
 
 
+@optimizer_constructor("mo.auon")
 def auon(learning_rate=0.08, beta: float = 0.95, weight_decay: float = 0.01, *, nesterov: bool = True,
          gamma: float = 1.5, normalize: bool = False, weight_dimension_numbers=None,
-         guard_nonfinite: bool = False, **adam_kwargs) -> optax.GradientTransformation:
+         guard_nonfinite: bool = False, adamw=None) -> optax.GradientTransformation:
     """AuON on matrix params, AdamW (adam_* keywords, see mo.muon) on the rest."""
     core = scale_by_auon(beta, nesterov=nesterov, gamma=gamma, normalize=normalize,
                          weight_dimension_numbers=weight_dimension_numbers)
     return orthogonalized_optimizer(core, learning_rate=learning_rate, weight_decay=weight_decay,
                                     weight_dimension_numbers=weight_dimension_numbers,
-                                    guard_nonfinite=guard_nonfinite, **adam_kwargs)
+                                    guard_nonfinite=guard_nonfinite, **adamw)
 
 
+@optimizer_constructor("mo.hybrid_auon")
 def hybrid_auon(learning_rate=0.02, beta: float = 0.95, weight_decay: float = 0.01, *, nesterov: bool = True,
-                gamma: float = 1.5, normalize: bool = False, ns_steps: int = 5, ns_coeffs="muon",
+                gamma: float = 1.5, normalize: bool = False, ns_steps: int | None = None, ns_coeffs="muon",
                 ns_eps: float = 1e-7, ns_dtype=None, weight_dimension_numbers=None,
                 orthogonalizer: Orthogonalizer | None = None, guard_nonfinite: bool = False,
-                **adam_kwargs) -> optax.GradientTransformation:
+                adamw=None) -> optax.GradientTransformation:
     """Hybrid-AuON on matrix params, AdamW (adam_* keywords, see mo.muon) on the rest."""
+    ns_steps = static_int("mo.hybrid_auon", "ns_steps", ns_steps, 5)
     core = scale_by_hybrid_auon(beta, nesterov=nesterov, gamma=gamma, normalize=normalize, ns_steps=ns_steps,
                                 ns_coeffs=ns_coeffs, ns_eps=ns_eps, ns_dtype=ns_dtype,
                                 weight_dimension_numbers=weight_dimension_numbers, orthogonalizer=orthogonalizer)
     return orthogonalized_optimizer(core, learning_rate=learning_rate, weight_decay=weight_decay,
                                     weight_dimension_numbers=weight_dimension_numbers,
-                                    guard_nonfinite=guard_nonfinite, **adam_kwargs)
+                                    guard_nonfinite=guard_nonfinite, **adamw)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from manifold_opt.manifolds.base import check_positive_int
+from manifold_opt.transforms.arguments import checked_keywords, hyper, is_python_number, optimizer_constructor
 from manifold_opt.transforms.matrix_params import (
     from_matrices,
     orthogonalized_optimizer,
@@ -62,6 +63,7 @@ def back_project(y: jax.Array, q: jax.Array) -> jax.Array:
     return y @ jnp.swapaxes(q, -1, -2) if _rows_ge_cols(y) else q @ y
 
 
+@checked_keywords("mo.scale_by_conda")
 def scale_by_conda(
     b1: float = 0.9,
     b2: float = 0.99,
@@ -74,7 +76,9 @@ def scale_by_conda(
     """Conda's core (see module doc), including its bias-corrected step factor; no lr."""
     check_beta("scale_by_conda: b1", b1)
     check_beta("scale_by_conda: b2", b2)
-    gap = check_positive_int("scale_by_conda", "update_proj_gap", update_proj_gap)
+    gap = update_proj_gap  # may be traced (it only enters `count % gap`)
+    if is_python_number(gap) or isinstance(gap, bool):
+        gap = check_positive_int("scale_by_conda", "update_proj_gap", gap)
 
     def reference_layout(x, d):
         if d is None:
@@ -96,7 +100,7 @@ def scale_by_conda(
     def update_fn(updates, state, params=None):
         del params
         dims = resolve_dimension_numbers(updates, weight_dimension_numbers)
-        mu = jax.tree.map(lambda m, g: m + (1 - b1) * (g.astype(m.dtype) - m), state.mu, updates)
+        mu = jax.tree.map(lambda m, g: m + (1 - hyper(b1, m)) * (g.astype(m.dtype) - m), state.mu, updates)
         basis = jax.lax.cond(
             state.count % gap == 0,
             lambda: jax.tree.map(lambda m, d: singular_basis(reference_layout(m, d)), mu, dims),
@@ -107,13 +111,13 @@ def scale_by_conda(
         step = scale * jnp.sqrt(1 - b2**t) / (1 - b1**t)
 
         def second_moment(g, d, v, q):
-            return v + (1 - b2) * (project(_at_least_f32(reference_layout(g, d)), q) ** 2 - v)
+            return v + (1 - hyper(b2, v)) * (project(_at_least_f32(reference_layout(g, d)), q) ** 2 - v)
 
         nu = jax.tree.map(second_moment, updates, dims, state.nu, basis)
 
         def direction(m, d, v, q):
             m_tilde = project(_at_least_f32(reference_layout(m, d)), q)
-            u = back_project(m_tilde / (jnp.sqrt(v) + eps), q) * step.astype(v.dtype)
+            u = back_project(m_tilde / (jnp.sqrt(v) + hyper(eps, v)), q) * step.astype(v.dtype)
             return from_matrices(jnp.swapaxes(u, -1, -2), m, d).astype(m.dtype)
 
         out = jax.tree.map(direction, mu, dims, nu, basis)
@@ -122,6 +126,7 @@ def scale_by_conda(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+@optimizer_constructor("mo.conda", adam_learning_rate=None, adam_b1=None, adam_b2=None, adam_eps=None)
 def conda(
     learning_rate=0.01,
     b1: float = 0.9,
@@ -133,13 +138,15 @@ def conda(
     update_proj_gap: int = 2000,
     weight_dimension_numbers=None,
     guard_nonfinite: bool = False,
-    **adam_kwargs,
+    adamw=None,
 ) -> optax.GradientTransformation:
-    """Conda on matrix params, AdamW (adam_* keywords, see mo.muon) on the rest."""
+    """Conda on matrix params, AdamW (adam_* keywords, see mo.muon; those left at None take
+    Conda's learning_rate, b1, b2, eps) on the rest."""
     core = scale_by_conda(b1, b2, eps, scale=scale, update_proj_gap=update_proj_gap,
                           weight_dimension_numbers=weight_dimension_numbers)
-    adam_kwargs = {"adam_learning_rate": learning_rate, "adam_b1": b1, "adam_b2": b2, "adam_eps": eps,
-                   **adam_kwargs}
+
+    own = {"adam_learning_rate": learning_rate, "adam_b1": b1, "adam_b2": b2, "adam_eps": eps}
+    adamw = {k: own[k] if v is None else v for k, v in adamw.items()}
     return orthogonalized_optimizer(core, learning_rate=learning_rate, weight_decay=weight_decay,
                                     weight_dimension_numbers=weight_dimension_numbers,
-                                    guard_nonfinite=guard_nonfinite, **adam_kwargs)
+                                    guard_nonfinite=guard_nonfinite, **adamw)

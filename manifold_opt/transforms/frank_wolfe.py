@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from manifold_opt.manifolds.tree import UNCONSTRAINED, is_constraint_set, map_manifold_tree
+from manifold_opt.transforms.arguments import is_python_number
 
 RESCALINGS = (None, "diameter", "gradient")
 
@@ -59,12 +60,12 @@ def frank_wolfe(
     if rescale not in RESCALINGS:
         raise ValueError(f"frank_wolfe: unknown rescale {rescale!r}; expected one of {list(RESCALINGS)}")
     # numbers are validated here; schedules and arrays (optax.inject_hyperparams) are taken as given
-    if isinstance(momentum, (int, float)) and not 0.0 <= momentum < 1.0:
+    if is_python_number(momentum) and not 0.0 <= momentum < 1.0:
         raise ValueError(f"frank_wolfe: momentum must be in [0, 1) or a schedule, got {momentum!r}")
-    if isinstance(learning_rate, (int, float)) and not 0.0 <= learning_rate <= 1.0 and rescale is None:
+    if is_python_number(learning_rate) and not 0.0 <= learning_rate <= 1.0 and rescale is None:
         raise ValueError(f"frank_wolfe: learning_rate must be in [0, 1] without rescaling, got {learning_rate!r}")
     whole_tree = getattr(sets, "covers_tree", False)
-    use_momentum = not isinstance(momentum, (int, float)) or momentum > 0.0
+    use_momentum = not is_python_number(momentum) or momentum > 0.0
 
     def check(params):
         if whole_tree:

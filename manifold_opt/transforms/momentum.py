@@ -10,6 +10,8 @@ from typing import NamedTuple
 import jax
 import optax
 
+from manifold_opt.transforms.arguments import hyper, is_python_number
+
 
 class MomentumState(NamedTuple):
     count: jax.Array
@@ -22,13 +24,14 @@ def init_momentum(params) -> MomentumState:
 
 def ema_momentum(grads, mu, beta: float, nesterov: bool):
     """(new momentum, direction u) for the rule above, leafwise in each leaf's dtype."""
-    mu = jax.tree.map(lambda m, g: m + (1 - beta) * (g.astype(m.dtype) - m), mu, grads)
+    mu = jax.tree.map(lambda m, g: m + (1 - hyper(beta, m)) * (g.astype(m.dtype) - m), mu, grads)
     if not nesterov:
         return mu, mu
-    return mu, jax.tree.map(lambda m, g: (1 - beta) * g.astype(m.dtype) + beta * m, mu, grads)
+    return mu, jax.tree.map(lambda m, g: (1 - hyper(beta, m)) * g.astype(m.dtype) + hyper(beta, m) * m, mu, grads)
 
 
 def check_beta(name: str, value) -> None:
-    """ValueError naming the argument unless 0 <= value < 1."""
-    if not 0.0 <= float(value) < 1.0:
+    """ValueError naming the argument unless 0 <= value < 1 (arrays, e.g. from
+    optax.inject_hyperparams, are not checked)."""
+    if is_python_number(value) and not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")

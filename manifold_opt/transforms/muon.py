@@ -3,10 +3,16 @@
     m <- beta m + (1 - beta) g;   u = (1 - beta) g + beta m (Nesterov);   O = NS_5(u)
     p <- (1 - lr wd) p - lr sqrt(max(1, fan_out / fan_in)) O
 
-on matrix parameters; everything else goes to AdamW. Defaults follow the reference code:
-lr 0.02, beta 0.95, Muon coefficients, 5 steps, NS eps 1e-7, no bias correction; AdamW branch
-lr 3e-4, betas (0.9, 0.95). `bias_correction=True` reproduces optax.contrib.muon's momentum:
-u = beta m / (1 - beta^(t+1)) + (1 - beta) g / (1 - beta^t).
+on matrix parameters (chosen by role, see transforms.matrix_params); everything else goes to
+AdamW. Defaults follow the reference code (`convention="reference"`): lr 0.02, beta 0.95, Muon
+coefficients, 5 steps, NS eps 1e-7, no bias correction; AdamW branch lr 3e-4, betas (0.9, 0.95),
+no Nesterov.
+
+`convention="optax"` reproduces optax.contrib.muon(learning_rate, beta=..., weight_decay=...)
+exactly: optax's momentum with bias correction,
+u = beta m / (1 - beta^(t+1)) + (1 - beta) g / (1 - beta^t), NS eps 1e-8, its selection (every
+2-D leaf), and its AdamW branch (the same lr, b2 0.999, Nesterov). Keywords given explicitly
+still win over either convention.
 """
 from __future__ import annotations
 
@@ -16,21 +22,45 @@ import jax
 import optax
 
 from manifold_opt.linalg.polar import newton_schulz, ns_coefficients
+from manifold_opt.manifolds.base import check_option
+from manifold_opt.transforms.arguments import checked_keywords, optimizer_constructor, static_int
 from manifold_opt.transforms.matrix_params import (
     Orthogonalizer,
+    ndim2_dimension_numbers,
     orthogonalize_matrices,
     orthogonalized_optimizer,
     scale_by_shape,
 )
 from manifold_opt.transforms.momentum import MomentumState, check_beta, ema_momentum, init_momentum
 
+# What convention="optax" changes (each only where the keyword is left at None).
+_OPTAX = {"bias_correction": True, "ns_eps": 1e-8, "adam_b2": 0.999, "adam_nesterov": True,
+          "weight_dimension_numbers": ndim2_dimension_numbers}
+_REFERENCE = {"bias_correction": False, "ns_eps": 1e-7, "adam_b2": 0.95, "adam_nesterov": False,
+              "weight_dimension_numbers": None}
 
+
+def _bias_corrected_momentum(grads, mu, beta, nesterov: bool, count):
+    """optax.contrib.muon's momentum (with optax's own helpers, so the rounding is the same)."""
+    new_mu = optax.tree.update_moment(grads, mu, beta, 1)
+    if nesterov:
+        u = jax.tree.map(
+            lambda m, g: beta * m + (1 - beta) * g,
+            optax.tree.bias_correction(new_mu, beta, optax.safe_increment(count)),
+            optax.tree.bias_correction(grads, beta, count),
+        )
+    else:
+        u = optax.tree.bias_correction(new_mu, beta, count)
+    return optax.tree.cast_like(new_mu, mu), optax.tree.cast_like(u, mu)
+
+
+@checked_keywords("mo.scale_by_muon")
 def scale_by_muon(
     beta: float = 0.95,
     *,
     nesterov: bool = True,
     bias_correction: bool = False,
-    ns_steps: int = 5,
+    ns_steps: int | None = None,
     ns_coeffs="muon",
     ns_eps: float = 1e-7,
     ns_dtype=None,
@@ -39,66 +69,76 @@ def scale_by_muon(
 ) -> optax.GradientTransformation:
     """Muon's core: momentum, then Newton-Schulz on each matrix (no shape scale, no lr).
 
-    `ns_dtype` (e.g. jnp.bfloat16) is the Newton-Schulz compute dtype (default: the input's);
-    `orthogonalizer` spreads the matrices over devices (mo.parallel.sharded_orthogonalizer).
+    `ns_steps` (None: 5) is static; `ns_dtype` (e.g. jnp.bfloat16) is the Newton-Schulz
+    compute dtype (default: the input's); `orthogonalizer` spreads the matrices over devices
+    (mo.parallel.sharded_orthogonalizer).
     """
     check_beta("scale_by_muon: beta", beta)
+    ns_steps = static_int("mo.scale_by_muon", "ns_steps", ns_steps, 5)
     ns = functools.partial(newton_schulz, steps=ns_steps, coeffs=ns_coeffs, eps=ns_eps, compute_dtype=ns_dtype)
     ns_coefficients(ns_coeffs, ns_steps, (2, 2))  # validates steps / coeffs at construction
 
     def update_fn(updates, state, params=None):
         del params
         count = optax.safe_increment(state.count)
-        mu, u = ema_momentum(updates, state.mu, beta, nesterov and not bias_correction)
         if bias_correction:
-            t = count.astype(jax.numpy.result_type(float))
-            c1, c0 = (1 - beta ** (t + 1)), (1 - beta**t)
-            if nesterov:
-                u = jax.tree.map(
-                    lambda m, g: (beta * m / c1.astype(m.dtype) + (1 - beta) * g.astype(m.dtype) / c0.astype(m.dtype)),
-                    mu, updates,
-                )
-            else:
-                u = jax.tree.map(lambda m: m / c0.astype(m.dtype), mu)
+            mu, u = _bias_corrected_momentum(updates, state.mu, beta, nesterov, count)
+        else:
+            mu, u = ema_momentum(updates, state.mu, beta, nesterov)
         out = orthogonalize_matrices(ns, u, weight_dimension_numbers, name="scale_by_muon", orthogonalizer=orthogonalizer)
         return out, MomentumState(count, mu)
 
     return optax.GradientTransformation(init_momentum, update_fn)
 
 
+@optimizer_constructor("mo.muon", adam_learning_rate=None, adam_b2=None, adam_nesterov=None)
 def muon(
     learning_rate=0.02,
     beta: float = 0.95,
     weight_decay: float = 0.0,
     *,
+    convention: str = "reference",
     nesterov: bool = True,
-    bias_correction: bool = False,
-    ns_steps: int = 5,
+    bias_correction: bool | None = None,
+    ns_steps: int | None = None,
     ns_coeffs="muon",
-    ns_eps: float = 1e-7,
+    ns_eps: float | None = None,
     ns_dtype=None,
     consistent_rms: float | None = None,
     weight_dimension_numbers=None,
     orthogonalizer: Orthogonalizer | None = None,
     guard_nonfinite: bool = False,
-    **adam_kwargs,
+    adamw=None,
 ) -> optax.GradientTransformation:
-    """Muon on matrix params (see module doc), AdamW (adam_learning_rate=3e-4, adam_b1=0.9,
-    adam_b2=0.95, adam_eps, adam_weight_decay, adam_nesterov) on the rest.
+    """Muon on matrix params (see module doc), AdamW on the rest.
 
-    `consistent_rms=r` replaces the width scale by r sqrt(max(fan_in, fan_out)) (Moonlight 0.2).
-    `weight_dimension_numbers` selects the matrices (see transforms.matrix_params).
+    `convention`: "reference" (default) or "optax" (exact optax.contrib.muon parity); the
+    keywords left at None take the convention's value (reference: bias_correction False,
+    ns_eps 1e-7, adam_learning_rate 3e-4, adam_b2 0.95, adam_nesterov False, the role rule).
+    `ns_steps` (None: 5) is static. `consistent_rms=r` replaces the width scale by
+    r sqrt(max(fan_in, fan_out)) (Moonlight 0.2). `weight_dimension_numbers` selects the
+    matrices (None: by role, see transforms.matrix_params and mo.matrix_rules).
     `guard_nonfinite=True` skips any step whose gradients hold NaN/inf: zero update, state kept.
-    The other optimizers take the same selection and guard keywords, and the same adam_*
-    keywords (spectral_clip: adam_learning_rate and adam_weight_decay; it shares its betas).
+    The other optimizers take the same selection, guard and adam_* keywords (spectral_clip:
+    adam_learning_rate and adam_weight_decay; it shares its betas). Float hyperparameters may
+    be traced (optax.inject_hyperparams); ns_steps and the options are static. optax's
+    inject_hyperparams takes any callable argument for a schedule: with a callable
+    `weight_dimension_numbers` or an `orthogonalizer`, name them in its `static_args`.
     """
+    check_option("mo.muon", "convention", convention, ("reference", "optax"))
+    defaults = {**(_OPTAX if convention == "optax" else _REFERENCE),
+                "adam_learning_rate": learning_rate if convention == "optax" else 3e-4}
+    given = {"bias_correction": bias_correction, "ns_eps": ns_eps, "weight_dimension_numbers": weight_dimension_numbers,
+             **adamw}
+    opt = {k: defaults[k] if v is None and k in defaults else v for k, v in given.items()}
+    dims = opt["weight_dimension_numbers"]
+    ns_steps = static_int("mo.muon", "ns_steps", ns_steps, 5)
     core = scale_by_muon(
-        beta, nesterov=nesterov, bias_correction=bias_correction, ns_steps=ns_steps, ns_coeffs=ns_coeffs,
-        ns_eps=ns_eps, ns_dtype=ns_dtype, weight_dimension_numbers=weight_dimension_numbers,
-        orthogonalizer=orthogonalizer,
+        beta, nesterov=nesterov, bias_correction=opt["bias_correction"], ns_steps=ns_steps, ns_coeffs=ns_coeffs,
+        ns_eps=opt["ns_eps"], ns_dtype=ns_dtype, weight_dimension_numbers=dims, orthogonalizer=orthogonalizer,
     )
     return orthogonalized_optimizer(
         core, learning_rate=learning_rate, weight_decay=weight_decay,
-        shape_scaling=scale_by_shape(weight_dimension_numbers, consistent_rms),
-        weight_dimension_numbers=weight_dimension_numbers, guard_nonfinite=guard_nonfinite, **adam_kwargs,
+        shape_scaling=scale_by_shape(dims, consistent_rms), weight_dimension_numbers=dims,
+        guard_nonfinite=guard_nonfinite, **{k: opt[k] for k in adamw},
     )

@@ -24,6 +24,7 @@ import optax
 
 from manifold_opt.linalg.polar import newton_schulz, ns_coefficients
 from manifold_opt.manifolds.base import check_option
+from manifold_opt.transforms.arguments import checked_keywords, hyper, optimizer_constructor, static_int
 from manifold_opt.transforms.matrix_params import (
     Orthogonalizer,
     map_matrices,
@@ -42,13 +43,14 @@ class NorMuonState(NamedTuple):
     nu: optax.Updates  # per leaf: (batch, fan_out) second moment of O, at least float32
 
 
+@checked_keywords("mo.scale_by_normuon")
 def scale_by_normuon(
     beta: float = 0.95,
     beta2: float = 0.95,
     *,
     nesterov: bool = True,
     scaling: str = "reference",
-    ns_steps: int = 5,
+    ns_steps: int | None = None,
     ns_coeffs="muon",
     ns_eps: float = 1e-7,
     ns_dtype=None,
@@ -60,6 +62,7 @@ def scale_by_normuon(
     check_beta("scale_by_normuon: beta", beta)
     check_beta("scale_by_normuon: beta2", beta2)
     check_option("scale_by_normuon", "scaling", scaling, ("reference", "paper"))
+    ns_steps = static_int("mo.scale_by_normuon", "ns_steps", ns_steps, 5)
     ns_coefficients(ns_coeffs, ns_steps, (2, 2))
     ns = functools.partial(newton_schulz, steps=ns_steps, coeffs=ns_coeffs, eps=ns_eps, compute_dtype=ns_dtype)
 
@@ -90,7 +93,7 @@ def scale_by_normuon(
                                    orthogonalizer=orthogonalizer)
         dims = resolve_dimension_numbers(o, weight_dimension_numbers)
         nu = jax.tree.map(
-            lambda x, d, v: v + (1 - beta2) * (jnp.mean(to_matrices(x, d).astype(v.dtype) ** 2, axis=-2) - v),
+            lambda x, d, v: v + (1 - hyper(beta2, v)) * (jnp.mean(to_matrices(x, d).astype(v.dtype) ** 2, axis=-2) - v),
             o, dims, state.nu,
         )
         out = map_matrices(normalize, o, weight_dimension_numbers, name="scale_by_normuon", extra=nu)
@@ -99,6 +102,7 @@ def scale_by_normuon(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+@optimizer_constructor("mo.normuon")
 def normuon(
     learning_rate=0.02,
     beta: float = 0.95,
@@ -107,16 +111,17 @@ def normuon(
     *,
     nesterov: bool = True,
     scaling: str = "reference",
-    ns_steps: int = 5,
+    ns_steps: int | None = None,
     ns_coeffs="muon",
     ns_eps: float = 1e-7,
     ns_dtype=None,
     weight_dimension_numbers=None,
     orthogonalizer: Orthogonalizer | None = None,
     guard_nonfinite: bool = False,
-    **adam_kwargs,
+    adamw=None,
 ) -> optax.GradientTransformation:
     """NorMuon on matrix params, AdamW (adam_* keywords, see mo.muon) on the rest."""
+    ns_steps = static_int("mo.normuon", "ns_steps", ns_steps, 5)
     core = scale_by_normuon(
         beta, beta2, nesterov=nesterov, scaling=scaling, ns_steps=ns_steps, ns_coeffs=ns_coeffs, ns_eps=ns_eps,
         ns_dtype=ns_dtype, weight_dimension_numbers=weight_dimension_numbers, orthogonalizer=orthogonalizer,
@@ -124,5 +129,5 @@ def normuon(
     return orthogonalized_optimizer(
         core, learning_rate=learning_rate, weight_decay=weight_decay,
         shape_scaling=scale_by_shape(weight_dimension_numbers) if scaling == "reference" else None,
-        weight_dimension_numbers=weight_dimension_numbers, guard_nonfinite=guard_nonfinite, **adam_kwargs,
+        weight_dimension_numbers=weight_dimension_numbers, guard_nonfinite=guard_nonfinite, **adamw,
     )

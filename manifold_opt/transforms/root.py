@@ -19,7 +19,14 @@ import jax.numpy as jnp
 import optax
 
 from manifold_opt.linalg.polar import newton_schulz, ns_coefficients
-from manifold_opt.manifolds.base import check_option, check_positive_int
+from manifold_opt.manifolds.base import check_option
+from manifold_opt.transforms.arguments import (
+    checked_keywords,
+    hyper,
+    is_python_number,
+    optimizer_constructor,
+    static_int,
+)
 from manifold_opt.transforms.matrix_params import (
     Orthogonalizer,
     map_matrices,
@@ -47,14 +54,15 @@ def abs_quantile(x: jax.Array, q: float, method: str = "exact", bisect_steps: in
     return hi[..., None, None]
 
 
+@checked_keywords("mo.scale_by_root")
 def scale_by_root(
     mu: float = 0.95,
     *,
     nesterov: bool = True,
     quantile: float = 0.9,
     quantile_method: str = "exact",
-    bisect_steps: int = 16,
-    ns_steps: int = 5,
+    bisect_steps: int | None = None,
+    ns_steps: int | None = None,
     ns_coeffs="root",
     ns_eps: float = 1e-7,
     ns_dtype=None,
@@ -63,10 +71,11 @@ def scale_by_root(
 ) -> optax.GradientTransformation:
     """ROOT's core: heavy-ball momentum, quantile clipping, Newton-Schulz; no shape scale, no lr."""
     check_beta("scale_by_root: mu", mu)
-    if not 0.0 < quantile <= 1.0:
+    if is_python_number(quantile) and not 0.0 < quantile <= 1.0:
         raise ValueError(f"scale_by_root: quantile must be in (0, 1], got {quantile!r}")
     check_option("scale_by_root", "quantile_method", quantile_method, ("exact", "bisect"))
-    check_positive_int("scale_by_root", "bisect_steps", bisect_steps)
+    bisect_steps = static_int("mo.scale_by_root", "bisect_steps", bisect_steps, 16)
+    ns_steps = static_int("mo.scale_by_root", "ns_steps", ns_steps, 5)
     ns_coefficients(ns_coeffs, ns_steps, (2, 2))
     ns = functools.partial(newton_schulz, steps=ns_steps, coeffs=ns_coeffs, eps=ns_eps, compute_dtype=ns_dtype)
 
@@ -76,8 +85,8 @@ def scale_by_root(
 
     def update_fn(updates, state, params=None):
         del params
-        momentum = jax.tree.map(lambda m, g: mu * m + g.astype(m.dtype), state.mu, updates)
-        u = jax.tree.map(lambda m, g: g.astype(m.dtype) + mu * m, momentum, updates) if nesterov else momentum
+        momentum = jax.tree.map(lambda m, g: hyper(mu, m) * m + g.astype(m.dtype), state.mu, updates)
+        u = jax.tree.map(lambda m, g: g.astype(m.dtype) + hyper(mu, m) * m, momentum, updates) if nesterov else momentum
         clipped = map_matrices(clip, u, weight_dimension_numbers, name="scale_by_root")
         out = orthogonalize_matrices(ns, clipped, weight_dimension_numbers, name="scale_by_root",
                                      orthogonalizer=orthogonalizer)
@@ -86,6 +95,7 @@ def scale_by_root(
     return optax.GradientTransformation(init_momentum, update_fn)
 
 
+@optimizer_constructor("mo.root")
 def root(
     learning_rate=1e-3,
     mu: float = 0.95,
@@ -94,8 +104,8 @@ def root(
     nesterov: bool = True,
     quantile: float = 0.9,
     quantile_method: str = "exact",
-    bisect_steps: int = 16,
-    ns_steps: int = 5,
+    bisect_steps: int | None = None,
+    ns_steps: int | None = None,
     ns_coeffs="root",
     ns_eps: float = 1e-7,
     ns_dtype=None,
@@ -103,10 +113,12 @@ def root(
     weight_dimension_numbers=None,
     orthogonalizer: Orthogonalizer | None = None,
     guard_nonfinite: bool = False,
-    **adam_kwargs,
+    adamw=None,
 ) -> optax.GradientTransformation:
     """ROOT on matrix params (update scaled by consistent_rms sqrt(max(fan_in, fan_out))),
     AdamW (adam_* keywords, see mo.muon) on the rest."""
+    ns_steps = static_int("mo.root", "ns_steps", ns_steps, 5)
+    bisect_steps = static_int("mo.root", "bisect_steps", bisect_steps, 16)
     core = scale_by_root(
         mu, nesterov=nesterov, quantile=quantile, quantile_method=quantile_method, bisect_steps=bisect_steps,
         ns_steps=ns_steps, ns_coeffs=ns_coeffs, ns_eps=ns_eps, ns_dtype=ns_dtype,
@@ -115,5 +127,5 @@ def root(
     return orthogonalized_optimizer(
         core, learning_rate=learning_rate, weight_decay=weight_decay,
         shape_scaling=scale_by_shape(weight_dimension_numbers, consistent_rms),
-        weight_dimension_numbers=weight_dimension_numbers, guard_nonfinite=guard_nonfinite, **adam_kwargs,
+        weight_dimension_numbers=weight_dimension_numbers, guard_nonfinite=guard_nonfinite, **adamw,
     )

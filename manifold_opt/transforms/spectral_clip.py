@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from manifold_opt.linalg.inverse_sqrt import inverse_sqrt, spectral_norm_bound
-from manifold_opt.manifolds.base import check_positive_int
+from manifold_opt.transforms.arguments import checked_keywords, is_python_number, static_int
 from manifold_opt.transforms.matrix_params import (
     from_matrices,
     orthogonalized_optimizer,
@@ -53,12 +53,14 @@ def soft_norm_clip(g: jax.Array, c: float = 10.0) -> jax.Array:
     return g * factor.astype(g.dtype)
 
 
-def scale_by_spectral_clip(c: float = 10.0, num_iters: int = 10, *,
+@checked_keywords("mo.scale_by_spectral_clip")
+def scale_by_spectral_clip(c: float = 10.0, num_iters: int | None = None, *,
                            weight_dimension_numbers=None) -> optax.GradientTransformation:
-    """Stateless: H_c on each matrix leaf, the vector rule on every other leaf."""
-    if not c > 0:
+    """Stateless: H_c on each matrix leaf, the vector rule on every other leaf (num_iters
+    None: 10; static)."""
+    if is_python_number(c) and not c > 0:
         raise ValueError(f"scale_by_spectral_clip: c must be positive, got {c!r}")
-    check_positive_int("scale_by_spectral_clip", "num_iters", num_iters)
+    num_iters = static_int("mo.scale_by_spectral_clip", "num_iters", num_iters, 10)
 
     def update_fn(updates, state, params=None):
         del params
@@ -74,6 +76,7 @@ def scale_by_spectral_clip(c: float = 10.0, num_iters: int = 10, *,
     return optax.GradientTransformation(optax.init_empty_state, update_fn)
 
 
+@checked_keywords("mo.spectral_clip")
 def spectral_clip(
     learning_rate=1e-3,
     b1: float = 0.9,
@@ -82,7 +85,7 @@ def spectral_clip(
     weight_decay: float = 0.0,
     *,
     c: float = 10.0,
-    num_iters: int = 10,
+    num_iters: int | None = None,
     weight_dimension_numbers=None,
     adam_learning_rate=None,
     adam_weight_decay: float = 0.0,
@@ -90,6 +93,7 @@ def spectral_clip(
 ) -> optax.GradientTransformation:
     """Adam post-clipped by SPECTRA on matrix params; Adam + vector clip on the rest
     (adam_learning_rate defaults to learning_rate)."""
+    num_iters = static_int("mo.spectral_clip", "num_iters", num_iters, 10)
     core = optax.chain(
         optax.scale_by_adam(b1, b2, eps),
         scale_by_spectral_clip(c, num_iters, weight_dimension_numbers=weight_dimension_numbers),

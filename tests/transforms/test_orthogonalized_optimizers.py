@@ -121,6 +121,11 @@ def not_embedding_or_head(params):
     )
 
 
+def test_default_rule_picks_the_hidden_layer_of_the_flax_model():
+    state = nnx.state(nnx.eval_shape(lambda: MLP(nnx.Rngs(0))), nnx.Param)
+    assert mo.transforms.matrix_labels(state) == mo.transforms.matrix_labels(state, not_embedding_or_head)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_decreases_loss_of_flax_model(name):
     model = MLP(nnx.Rngs(0))
@@ -128,7 +133,7 @@ def test_decreases_loss_of_flax_model(name):
     targets = (3 * tokens + 1) % 10
     make_tx = getattr(mo, name)
     extra = {"update_proj_gap": 10} if name == "conda" else {}
-    tx = make_tx(learning_rate=0.02, weight_dimension_numbers=not_embedding_or_head, adam_learning_rate=0.02, **extra)
+    tx = make_tx(learning_rate=0.02, adam_learning_rate=0.02, **extra)  # the default rule
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
 
     def loss_fn(model):
