@@ -12,6 +12,7 @@ EXPERIMENTS = {
     "merging": "experiments.merging",
     "continual": "experiments.continual",
     "odice": "experiments.odice",
+    "dictionary_learning": "experiments.dictionary_learning",
 }
 
 

@@ -28,6 +28,9 @@ from manifold_opt.transforms import matrix_rules
 
 from manifold_opt import merging  # noqa: E402
 
+from manifold_opt import sets  # noqa: E402
+from manifold_opt.transforms import frank_wolfe, fw_agnostic_schedule, fw_momentum_schedule  # noqa: E402
+
 __version__ = "0.1.0"
 
 from manifold_opt.manifolds.params import partition_labels, project_params  # noqa: E402

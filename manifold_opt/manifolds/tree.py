@@ -1,8 +1,9 @@
 """Manifold trees: which parameters of a pytree live on which manifold.
 
-A manifold tree mirrors a params pytree; each leaf is a `Manifold` or `None` (unconstrained).
-A single `Manifold` (or `None`) stands for itself at every leaf of the params. This module is
-the one place that walks such trees:
+A manifold tree mirrors a params pytree; each leaf is a geometry: a `Manifold`, a constraint set
+(`mo.sets`, anything with an `lmo`) or `None` (unconstrained). A single geometry (or `None`)
+stands for itself at every leaf of the params. This module is the one place that walks such
+trees (manifold trees and set trees alike):
 
 - `manifold_tree(params, rules)` builds a tree from glob patterns over '/'-joined key paths,
 - `check_manifold_tree(manifolds, params)` validates one against params (the error names the
@@ -36,8 +37,14 @@ UNCONSTRAINED = Euclidean(())
 
 
 def is_manifold_leaf(node) -> bool:
-    """True for the leaves of a manifold tree: manifolds and `None`."""
-    return node is None or isinstance(node, Manifold)
+    """True for the leaves of a manifold tree: manifolds, constraint sets and `None`."""
+    return node is None or isinstance(node, Manifold) or is_constraint_set(node)
+
+
+def is_constraint_set(node) -> bool:
+    """True for a constraint set of `mo.sets` (duck-typed by its `lmo`, so manifolds/ does not
+    import sets/)."""
+    return not isinstance(node, type) and callable(getattr(type(node), "lmo", None))
 
 
 def is_param_wrapper(node) -> bool:
@@ -75,7 +82,7 @@ def manifold_tree(params, rules: Mapping[str, Manifold | None]):
         if not isinstance(pattern, str):
             raise TypeError(f"manifold_tree: rule patterns must be str, got {pattern!r}")
         if not is_manifold_leaf(manifold):
-            raise TypeError(f"manifold_tree: rule {pattern!r} must map to a Manifold or None, got {manifold!r}")
+            raise TypeError(f"manifold_tree: rule {pattern!r} must map to a Manifold or None, or a constraint set of mo.sets, got {manifold!r}")
     used = set()
 
     def pick(path, _):
@@ -158,7 +165,7 @@ def check_manifold_tree(manifolds, params) -> None:
     pairs, _ = _paired(manifolds, params)
     for path, manifold, subtree in pairs:
         if not is_manifold_leaf(manifold):
-            raise ValueError(f"manifold tree leaf at {path!r} must be a Manifold or None, got {manifold!r}")
+            raise ValueError(f"manifold tree leaf at {path!r} must be a Manifold or None, or a constraint set of mo.sets, got {manifold!r}")
         param = _single_array(path, subtree)
         if manifold is not None and param is not None:
             try:

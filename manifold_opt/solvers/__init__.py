@@ -6,3 +6,6 @@ from manifold_opt.solvers.steepest_descent import steepest_descent
 from manifold_opt.solvers.trust_regions import trust_regions
 
 __all__ = ["SolverLog", "SolverResult", "StopReason", "stop_reason_name", "conjugate_gradient", "steepest_descent", "trust_regions"]
+from manifold_opt.solvers.frank_wolfe import frank_wolfe  # noqa: E402
+
+__all__ += ["frank_wolfe"]

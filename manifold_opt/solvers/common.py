@@ -29,15 +29,16 @@ class Iterate(NamedTuple):
     log: SolverLog | None
 
 
-def jitted_solver(static_argnames: tuple[str, ...]):
-    """jax.jit a solver with `cost`, `manifold`, `project_x0` and `static_argnames` static, always
-    passing every keyword (defaults filled in) so that the compilation cache is keyed the same way
-    on every call with the same cost function, manifold, static options and shapes. Concrete
-    arguments are checked before jit (`check_concrete_args`)."""
+def jitted_solver(static_argnames: tuple[str, ...], geometry: str = "manifold"):
+    """jax.jit a solver with `cost`, its `geometry` argument (the manifold, or Frank-Wolfe's set),
+    `project_x0` and `static_argnames` static, always passing every keyword (defaults filled in)
+    so that the compilation cache is keyed the same way on every call with the same cost function,
+    manifold, static options and shapes. Concrete arguments are checked before jit
+    (`check_concrete_args`)."""
 
     def wrap(fn):
         signature = inspect.signature(fn)
-        static = ("cost", "manifold") + tuple(static_argnames)
+        static = ("cost", geometry) + tuple(static_argnames)
         static += ("project_x0",) if "project_x0" in signature.parameters else ()
         jitted = jax.jit(fn, static_argnames=static)
 

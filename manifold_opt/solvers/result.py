@@ -20,6 +20,7 @@ class StopReason(enum.IntEnum):
     MAX_ITERATIONS = 4  # the iteration budget ran out
     NON_FINITE = 5  # the cost or the gradient became NaN or inf
     GAP_TOLERANCE = 6  # Frank-Wolfe: the duality gap <grad f(x), x - s> <= tolerance
+    ACTIVE_SET_FULL = 7  # Frank-Wolfe away/pairwise: a new vertex found no free active-set slot
 
 
 def stop_reason_name(code) -> str:
@@ -28,10 +29,12 @@ def stop_reason_name(code) -> str:
 
 
 class SolverLog(NamedTuple):
-    """Per-iteration history, entry k for iterate k (NaN after the last iterate)."""
+    """Per-iteration history, entry k for iterate k (NaN after the last iterate); `gap` is the
+    Frank-Wolfe duality gap (Frank-Wolfe solvers only, else None)."""
 
     cost: jax.Array
     gradient_norm: jax.Array
+    gap: jax.Array | None = None
 
 
 class SolverResult(NamedTuple):

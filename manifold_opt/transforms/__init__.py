@@ -1,6 +1,7 @@
 """optax GradientTransformations built from the manifolds and kernels."""
 from manifold_opt.transforms.auon import auon, hybrid_auon, scale_by_auon, scale_by_hybrid_auon
 from manifold_opt.transforms.conda import conda, scale_by_conda
+from manifold_opt.transforms.frank_wolfe import FrankWolfeState, frank_wolfe, fw_agnostic_schedule, fw_momentum_schedule
 from manifold_opt.transforms.matrix_params import (
     DimensionNumbers,
     default_dimension_numbers,
@@ -31,11 +32,15 @@ from manifold_opt.transforms.spectral_clip import scale_by_spectral_clip, soft_s
 
 __all__ = [
     "DimensionNumbers",
+    "FrankWolfeState",
     "RiemannianAdamState",
     "RiemannianSgdState",
     "auon",
     "conda",
     "default_dimension_numbers",
+    "frank_wolfe",
+    "fw_agnostic_schedule",
+    "fw_momentum_schedule",
     "hybrid_auon",
     "matrix_labels",
     "muon",

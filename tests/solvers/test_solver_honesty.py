@@ -132,4 +132,4 @@ def test_bad_arguments_name_the_solver_and_argument(solver):
 def test_stop_reason_codes_are_stable():
     assert [(r.name, int(r)) for r in StopReason] == [
         ("RUNNING", 0), ("GRADIENT_TOLERANCE", 1), ("COST_STALLED", 2), ("STEP_TOO_SMALL", 3),
-        ("MAX_ITERATIONS", 4), ("NON_FINITE", 5), ("GAP_TOLERANCE", 6)]
+        ("MAX_ITERATIONS", 4), ("NON_FINITE", 5), ("GAP_TOLERANCE", 6), ("ACTIVE_SET_FULL", 7)]

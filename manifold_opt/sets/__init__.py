@@ -1,0 +1,24 @@
+"""Convex constraint sets for Frank-Wolfe: linear minimization oracles, projections, feasibility
+residuals and diameters. Sets are leaves of the same geometry tree as manifolds
+(`mo.manifold_tree(params, {"*/kernel": mo.sets.L2Ball(10.0)})`)."""
+from manifold_opt.sets.base import ConvexSet, Polytope
+from manifold_opt.sets.hull import ConvexHull
+from manifold_opt.sets.matrix import BirkhoffPolytope, NuclearNormBall, SpectralNormBall
+from manifold_opt.sets.sizing import sets_from_init
+from manifold_opt.sets.vector import Box, KSparse, L1Ball, L2Ball, LInfBall, Simplex
+
+__all__ = [
+    "BirkhoffPolytope",
+    "Box",
+    "ConvexHull",
+    "ConvexSet",
+    "KSparse",
+    "L1Ball",
+    "L2Ball",
+    "LInfBall",
+    "NuclearNormBall",
+    "Polytope",
+    "Simplex",
+    "SpectralNormBall",
+    "sets_from_init",
+]

@@ -1,0 +1,256 @@
+"""Frank-Wolfe (conditional gradient) over a constraint set of `mo.sets`, one jitted
+lax.while_loop (Frank & Wolfe 1956; Jaggi 2013; Lacoste-Julien & Jaggi 2015; FrankWolfe.jl).
+
+At x with g = grad f(x) and s = LMO(g) = argmin_{v in C} <g, v>, the duality gap
+gap(x) = <g, x - s> >= f(x) - min_C f bounds the suboptimality of a convex f and is the stopping
+test. Each iteration moves x <- x + gamma d along
+
+- vanilla:          d = s - x                                   (gamma <= 1)
+- away:             d = s - x if <g, x - s> >= <g, a - x>, else the away direction d = x - a
+                    with a = argmax_{active atoms} <g, a>        (gamma <= w_a / (1 - w_a))
+- pairwise:         d = s - a                                   (gamma <= w_a)
+- blended_pairwise: d = l - a with l = argmin_{active} <g, l> when <g, a - l> >= gap (a local
+                    pairwise step, no LMO vertex added), else d = s - x (Tsuji, Tanaka &
+                    Pokutta 2022)
+
+The active set (x = sum_i w_i v_i) holds at most `active_set_size` vertices as integer codes
+(`set.atom_code`); an atom whose weight reaches 0 (a drop step) frees its slot. Step sizes:
+"agnostic" gamma_t = 2 / (t + 2); "short" gamma = clamp(-<g, d> / (L ||d||^2), 0, gamma_max) with
+the given `lipschitz` L; "adaptive" the same with L estimated by backtracking (Pedregosa, Negiar,
+Askari & Jaggi 2020: L shrinks by 0.9 before each step and doubles until the step is accepted).
+We accept on the first-order form of their sufficient-decrease test, <grad f(x + gamma d), d> <= 0
+(the step does not pass the minimum along d): on a quadratic both accept exactly
+L >= d^T H d / ||d||^2, but theirs compares differences of f that sink below f's rounding near the
+optimum (the estimate of L then blows up and the iterates stall), ours does not.
+The accepted trial's gradient is the next iterate's.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from manifold_opt.manifolds.base import check_option
+from manifold_opt.sets.base import vdot
+from manifold_opt.solvers import common
+from manifold_opt.solvers.result import SolverLog, SolverResult, StopReason
+
+VARIANTS = ("vanilla", "away", "pairwise", "blended_pairwise")
+STEPS = ("agnostic", "short", "adaptive")
+
+
+class FrankWolfeIterate(NamedTuple):
+    x: object
+    value: jax.Array
+    grad: object
+    grad_norm: jax.Array
+    vertex: object  # s = LMO(grad)
+    code: jax.Array | None  # its atom code (active-set variants)
+    gap: jax.Array
+    lipschitz: jax.Array  # the current estimate of L (adaptive) or the given L (short)
+    codes: jax.Array | None  # active set: atom codes, (capacity, *code_shape)
+    weights: jax.Array | None  # active set: weights, (capacity,); 0 marks a free slot
+    full: jax.Array  # a new atom found no free slot
+    iteration: jax.Array
+    log: SolverLog | None
+
+
+def _sub(u, v):
+    return jax.tree_util.tree_map(lambda a, b: a - b, u, v)
+
+
+def _norm2(u):
+    return vdot(u, u)
+
+
+@common.jitted_solver(
+    static_argnames=("variant", "step", "max_iterations", "log", "active_set_size", "max_backtracks"), geometry="set"
+)
+def frank_wolfe(
+    cost,
+    set,
+    x0,
+    *,
+    variant: str = "vanilla",
+    step: str = "adaptive",
+    max_iterations: int = 1000,
+    tolerance=1e-7,
+    lipschitz=None,
+    log: bool = False,
+    active_set_size: int | None = None,
+    max_backtracks: int = 50,
+) -> SolverResult:
+    """Minimize `cost` (x -> scalar, differentiated by autodiff) over the convex `set`.
+
+    Returns a SolverResult whose `gap` is the Frank-Wolfe duality gap at x, `converged` is
+    gap <= tolerance (stop reason GAP_TOLERANCE), and `gradient_norm` holds the Euclidean norm
+    ||grad f(x)|| (not a stationarity measure under constraints). With log=True the SolverLog
+    also holds the gap per iteration. `lipschitz` is required by step="short" and, when given,
+    is adaptive's first estimate. Vanilla starts at x0, which must lie in the set (iterates
+    are convex combinations of x0 and LMO vertices). The active-set variants start from the vertex
+    atom(atom_code(-x0)) (x0 itself when x0 is a vertex of the Simplex, L1Ball, KSparse or
+    BirkhoffPolytope) and need a set with vertex codes; `active_set_size` defaults to
+    `set.max_atoms(x0)`; running out of slots stops with ACTIVE_SET_FULL. `cost` and `set` are
+    static; `jax.vmap` over x0 (and over data the cost closes over) works.
+    """
+    owner = "solvers.frank_wolfe"
+    check_option(owner, "variant", variant, VARIANTS)
+    check_option(owner, "step", step, STEPS)
+    if not hasattr(set, "lmo"):
+        raise TypeError(f"{owner}: set must be a constraint set of mo.sets, got {type(set).__name__}")
+    if step == "short" and lipschitz is None:
+        raise ValueError(f"{owner}: step='short' needs lipschitz (the smoothness constant L of cost)")
+    use_atoms = variant != "vanilla"
+    if use_atoms and not set.has_atoms:
+        raise ValueError(
+            f"{owner}: variant={variant!r} needs a set with vertex codes (Simplex, L1Ball, KSparse, "
+            f"BirkhoffPolytope, ConvexHull), got {type(set).__name__}; use variant='vanilla'"
+        )
+    if not callable(cost):
+        raise TypeError(f"{owner}: cost must be a callable x -> scalar, got {type(cost).__name__}")
+    set.check_point(x0, "x0")
+    if jax.eval_shape(cost, x0).shape != ():
+        raise ValueError(f"{owner}: cost must return a scalar")
+    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 0:
+        raise ValueError(f"{owner}: max_iterations must be a nonnegative int, got {max_iterations!r}")
+    dtype = jnp.result_type(*jax.tree_util.tree_leaves(x0))
+
+    def vertex(g):
+        if use_atoms:
+            code = set.atom_code(g)
+            return set.atom(code, g), code
+        return set.lmo(g), None
+
+    def evaluate(x, value_grad=None):
+        """f, grad f, ||grad f||, s = LMO(grad f), its code and the gap at x (reusing a known
+        (f(x), grad f(x)) from the adaptive step's last trial)."""
+        value, g = jax.value_and_grad(cost)(x) if value_grad is None else value_grad
+        s, code = vertex(g)
+        return value, g, jnp.sqrt(_norm2(g)), s, code, vdot(g, _sub(x, s))
+
+    def record(log_, k, value, grad_norm, gap):
+        if log_ is None:
+            return None
+        return SolverLog(log_.cost.at[k].set(value), log_.gradient_norm.at[k].set(grad_norm), log_.gap.at[k].set(gap))
+
+    # ----- start ----------------------------------------------------------------------------
+    if use_atoms:
+        code0 = set.atom_code(jax.tree_util.tree_map(lambda a: -a, x0))
+        x = set.atom(code0, x0)
+        capacity = active_set_size or set.max_atoms(x0)
+        codes = jnp.zeros((capacity,) + code0.shape, jnp.int32).at[0].set(code0)
+        weights = jnp.zeros((capacity,), dtype).at[0].set(1)
+    else:
+        x, codes, weights = x0, None, None
+    value, g, grad_norm, s, code, gap = evaluate(x)
+    if lipschitz is None:  # Pedregosa et al.'s first estimate from a gradient difference
+        eps = 1e-3
+        d0 = _sub(s, x)
+        dd = _norm2(d0)
+        g_eps = jax.grad(cost)(common.axpy(eps, d0, x))
+        estimate = jnp.sqrt(_norm2(_sub(g_eps, g))) / (eps * jnp.sqrt(dd))
+        lip0 = jnp.where((dd > 0) & (estimate > 0) & jnp.isfinite(estimate), estimate, 1.0)
+    else:
+        lip0 = jnp.asarray(lipschitz, dtype)
+    new_log = None
+    if log:
+        fill = jnp.full((max_iterations + 1,), jnp.nan, dtype)
+        new_log = record(SolverLog(fill, fill, fill), 0, value, grad_norm, gap)
+    it = FrankWolfeIterate(x, value, g, grad_norm, s, code, gap, lip0.astype(dtype), codes, weights,
+                           jnp.asarray(False), jnp.zeros([], jnp.int32), new_log)
+
+    def reason_of(it):
+        non_finite = ~(jnp.isfinite(it.value) & jnp.isfinite(it.grad_norm) & jnp.isfinite(it.gap))
+        return jnp.select(
+            [non_finite, it.gap <= tolerance, it.full, it.iteration >= max_iterations],
+            [StopReason.NON_FINITE, StopReason.GAP_TOLERANCE, StopReason.ACTIVE_SET_FULL, StopReason.MAX_ITERATIONS],
+            StopReason.RUNNING,
+        ).astype(jnp.int32)
+
+    # ----- step size --------------------------------------------------------------------------
+    def step_size(it, d, gamma_max):
+        slope = vdot(it.grad, d)  # <g, d> < 0 along a descent direction
+        dd = _norm2(d)
+        descent = (slope < 0) & (dd > 0)
+        safe_dd = jnp.where(descent, dd, 1)
+
+        def clipped(lip):
+            return jnp.where(descent, jnp.clip(-slope / (lip * safe_dd), 0, gamma_max), 0)
+
+        if step == "agnostic":
+            return jnp.minimum(2 / (it.iteration + 2).astype(dtype), gamma_max), it.lipschitz, None
+        if step == "short":
+            return clipped(it.lipschitz), it.lipschitz, None
+
+        def trial(lip):  # past the minimum along d (positive slope there): the step is too long
+            value, g = jax.value_and_grad(cost)(common.axpy(clipped(lip), d, it.x))
+            return (vdot(g, d) <= 0) | ~descent, value, g
+
+        def grow(carry):
+            lip, k, *_ = carry
+            return (2 * lip, k + 1) + trial(2 * lip)
+
+        lip = 0.9 * it.lipschitz
+        lip, _, _, value, g = lax.while_loop(lambda c: ~c[2] & (c[1] < max_backtracks), grow, (lip, 0) + trial(lip))
+        return clipped(lip), lip, (value, g)
+
+    # ----- one iteration ----------------------------------------------------------------------
+    def body(it):
+        if not use_atoms:
+            gamma, lip, value_grad = step_size(it, _sub(it.vertex, it.x), jnp.asarray(1, dtype))
+            x = common.axpy(gamma, _sub(it.vertex, it.x), it.x)
+            codes, weights, full = None, None, it.full
+        else:
+            x, codes, weights, full, lip, value_grad = active_set_step(it)
+        value, g, grad_norm, s, code, gap = evaluate(x, value_grad)
+        k = it.iteration + 1
+        return FrankWolfeIterate(x, value, g, grad_norm, s, code, gap, lip, codes, weights, full, k,
+                                 record(it.log, k, value, grad_norm, gap))
+
+    def active_set_step(it):
+        active = it.weights > 0
+        scores = set.atom_scores(it.grad, it.codes)
+        a = jnp.argmax(jnp.where(active, scores, -jnp.inf))  # the away atom
+        w_a = it.weights[a]
+        atom_a = set.atom(it.codes[a], it.x)
+        no, yes = jnp.asarray(False), jnp.asarray(True)
+        target = a  # the local pairwise target (blended pairwise only)
+        if variant == "away":
+            fw_step = it.gap >= scores[a] - vdot(it.grad, it.x)
+            away_step, pairwise, local = ~fw_step, no, no
+            d = common.select(fw_step, _sub(it.vertex, it.x), _sub(it.x, atom_a))
+            gamma_max = jnp.where(fw_step, 1, w_a / jnp.maximum(1 - w_a, jnp.finfo(dtype).tiny))
+        elif variant == "pairwise":
+            fw_step, away_step, pairwise, local = no, no, yes, no
+            d, gamma_max = _sub(it.vertex, atom_a), w_a
+        else:
+            target = jnp.argmin(jnp.where(active, scores, jnp.inf))
+            local = scores[a] - scores[target] >= it.gap
+            fw_step, away_step, pairwise = ~local, no, no
+            d = common.select(local, _sub(set.atom(it.codes[target], it.x), atom_a), _sub(it.vertex, it.x))
+            gamma_max = jnp.where(local, w_a, 1)
+        gamma, lip, value_grad = step_size(it, d, jnp.asarray(gamma_max, dtype))
+        # the weights: w <- c w + gamma e_in - gamma e_out (an atom whose weight hits 0 is dropped)
+        adds_vertex = fw_step | pairwise
+        same = jnp.all((it.codes == it.code).reshape(it.codes.shape[0], -1), axis=1) & active
+        slot = jnp.where(jnp.any(same), jnp.argmax(same), jnp.argmax(~active))
+        full = adds_vertex & (gamma > 0) & ~jnp.any(same) & jnp.all(active)
+        slot_in = jnp.where(adds_vertex, slot, target)
+        c = jnp.where(fw_step, 1 - gamma, jnp.where(away_step, 1 + gamma, 1))
+        w = (c * it.weights).at[slot_in].add(jnp.where(adds_vertex | local, gamma, 0))
+        is_out = (jnp.arange(w.shape[0]) == a) & (away_step | pairwise | local)
+        w = jnp.maximum(jnp.where(is_out, jnp.where(gamma >= gamma_max, 0, w - gamma), w), 0)
+        codes = it.codes.at[slot_in].set(jnp.where(adds_vertex, it.code, it.codes[slot_in]))
+        x = common.axpy(gamma, d, it.x)
+        # no free slot for the new vertex: stay put and report ACTIVE_SET_FULL
+        if value_grad is not None:
+            value_grad = common.select(full, (it.value, it.grad), value_grad)
+        return (common.select(full, it.x, x), jnp.where(full, it.codes, codes), jnp.where(full, it.weights, w),
+                full, lip, value_grad)
+
+    it = lax.while_loop(lambda it: reason_of(it) == StopReason.RUNNING, body, it)
+    reason = reason_of(it)
+    return SolverResult(it.x, it.value, it.grad_norm, it.iteration, reason == StopReason.GAP_TOLERANCE, reason,
+                        it.log, it.gap)
