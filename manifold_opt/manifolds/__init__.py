@@ -24,3 +24,7 @@ __all__ = [
 from manifold_opt.manifolds.tree import check_manifold_tree, manifold_tree, map_manifold_tree  # noqa: E402
 
 __all__ += ["check_manifold_tree", "manifold_tree", "map_manifold_tree"]
+
+from manifold_opt.manifolds.spd import SymmetricPositiveDefinite  # noqa: E402
+
+__all__ += ["SymmetricPositiveDefinite"]
