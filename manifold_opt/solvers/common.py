@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from manifold_opt.solvers.result import SolverLog, SolverResult, StopReason
@@ -23,27 +24,66 @@ class Iterate(NamedTuple):
     grad_norm: jax.Array
     previous_value: jax.Array  # cost before the last accepted step (inf at the start)
     iteration: jax.Array
+    stuck: jax.Array  # the last step made no progress (failed line search, collapsed trust region)
     log: SolverLog | None
 
 
 def jitted_solver(static_argnames: tuple[str, ...]):
-    """jax.jit a solver with `cost`, `manifold` and `static_argnames` static, always passing every
-    keyword (defaults filled in) so that the compilation cache is keyed the same way on every call
-    with the same cost function, manifold, static options and shapes."""
+    """jax.jit a solver with `cost`, `manifold`, `project_x0` and `static_argnames` static, always
+    passing every keyword (defaults filled in) so that the compilation cache is keyed the same way
+    on every call with the same cost function, manifold, static options and shapes. Concrete
+    arguments are checked before jit (`check_concrete_args`)."""
 
     def wrap(fn):
         signature = inspect.signature(fn)
-        jitted = jax.jit(fn, static_argnames=("cost", "manifold") + tuple(static_argnames))
+        jitted = jax.jit(fn, static_argnames=("cost", "manifold", "project_x0") + tuple(static_argnames))
 
         @functools.wraps(fn)
         def solver(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as error:
+                raise TypeError(f"{fn.__name__}: {error}") from None
             bound.apply_defaults()
+            check_concrete_args(fn.__name__, bound.arguments)
             return jitted(*bound.args, **bound.kwargs)
 
         return solver
 
     return wrap
+
+
+def _is_concrete(tree) -> bool:
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def feasibility_tolerance(dtype) -> float:
+    """The largest `manifold.feasibility(x0)` a solver accepts: sqrt(eps) of the dtype (3.5e-4 in
+    float32, 1.5e-8 in float64), far above the rounding of any retraction or projection."""
+    return float(np.sqrt(np.finfo(dtype).eps))
+
+
+def check_concrete_args(owner: str, arguments: dict) -> None:
+    """ValueError, before jit, for a negative tolerance or an x0 off the manifold (unless
+    `project_x0`). Values that are tracers (the solver called under jit or vmap) are not checked."""
+    for name in ("tolerance", "cost_tolerance"):
+        value = arguments[name]
+        if _is_concrete(value) and not np.all(np.asarray(value) >= 0):
+            raise ValueError(f"{owner}: {name} must be a nonnegative number, got {value!r}")
+    manifold, x0 = arguments["manifold"], arguments["x0"]
+    if arguments["project_x0"] or not _is_concrete(x0) or not hasattr(manifold, "feasibility"):
+        return
+    leaves = jax.tree_util.tree_leaves(x0)
+    try:
+        residual = float(np.max(np.asarray(manifold.feasibility(x0))))
+    except (TypeError, ValueError, NotImplementedError):
+        return  # a shape error is reported by check_solver_args at trace time
+    limit = feasibility_tolerance(jnp.result_type(*leaves))
+    if not residual <= limit:
+        raise ValueError(
+            f"{owner}: x0 is not on the manifold {manifold!r}: feasibility(x0) = {residual:.3g} > {limit:.2g}; "
+            "start from manifold.project(x0), or pass project_x0=True to project it"
+        )
 
 
 def value_and_rgrad(cost, manifold, x):
@@ -79,8 +119,8 @@ def check_solver_args(owner: str, cost, manifold, x0, max_iterations) -> None:
     """TypeError/ValueError at trace time for a non-callable cost or a point of the wrong shape."""
     if not callable(cost):
         raise TypeError(f"{owner}: cost must be a callable x -> scalar, got {type(cost).__name__}")
-    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 0:
-        raise ValueError(f"{owner}: max_iterations must be a nonnegative int, got {max_iterations!r}")
+    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
+        raise ValueError(f"{owner}: max_iterations must be an int >= 1, got {max_iterations!r}")
     if hasattr(manifold, "check_point") and not isinstance(x0, (tuple, list)):
         manifold.check_point(x0, name="x0")
     value = jax.eval_shape(cost, x0)
@@ -88,33 +128,39 @@ def check_solver_args(owner: str, cost, manifold, x0, max_iterations) -> None:
         raise ValueError(f"{owner}: cost must return a scalar, got shape {value.shape}")
 
 
-def start(cost, manifold, x0, log: bool, max_iterations: int) -> Iterate:
+def start(cost, manifold, x0, log: bool, max_iterations: int, project_x0: bool = False) -> Iterate:
+    """Iterate 0 at x0 (at manifold.project(x0) when `project_x0`)."""
+    if project_x0:
+        x0 = manifold.project(x0)
     value, grad = value_and_rgrad(cost, manifold, x0)
     grad_norm = norm(manifold, x0, grad)
     return Iterate(
-        x0, value, grad, grad_norm, jnp.full_like(value, jnp.inf), jnp.zeros([], jnp.int32),
+        x0, value, grad, grad_norm, jnp.full_like(value, jnp.inf), jnp.zeros([], jnp.int32), jnp.array(False),
         new_log(log, max_iterations, value, grad_norm),
     )
 
 
-def advance(manifold, it: Iterate, x, value, grad, accepted=True) -> Iterate:
-    """The next iterate; a rejected step (trust regions) keeps the last accepted cost change."""
+def advance(manifold, it: Iterate, x, value, grad, accepted=True, stuck=False) -> Iterate:
+    """The next iterate; a rejected step (trust regions, a failed line search) keeps the last
+    accepted cost change; `stuck` says the solver cannot make progress from here."""
     grad_norm = norm(manifold, x, grad)
     k = it.iteration + 1
     previous = jnp.where(accepted, it.value, it.previous_value)
-    return Iterate(x, value, grad, grad_norm, previous, k, write_log(it.log, k, value, grad_norm))
+    return Iterate(x, value, grad, grad_norm, previous, k, jnp.asarray(stuck),
+                   write_log(it.log, k, value, grad_norm))
 
 
 def stop_reason(it: Iterate, tolerance, cost_tolerance, max_iterations):
     """The StopReason code of `it` (RUNNING while no stopping test holds), checked in order:
-    a NaN/inf cost or gradient, the gradient tolerance, a stalled cost change |f_prev - f| <=
-    cost_tolerance (1 + |f|), the iteration budget."""
+    a NaN/inf cost or gradient, the gradient tolerance, a step that made no progress (`stuck`),
+    a stalled cost change |f_prev - f| <= cost_tolerance (1 + |f|), the iteration budget."""
     non_finite = ~(jnp.isfinite(it.value) & jnp.isfinite(it.grad_norm))
     small_gradient = it.grad_norm <= tolerance
     stalled = jnp.abs(it.previous_value - it.value) <= cost_tolerance * (1.0 + jnp.abs(it.value))
     reason = jnp.select(
-        [non_finite, small_gradient, stalled, it.iteration >= max_iterations],
-        [StopReason.NON_FINITE, StopReason.GRADIENT_TOLERANCE, StopReason.COST_STALLED, StopReason.MAX_ITERATIONS],
+        [non_finite, small_gradient, it.stuck, stalled, it.iteration >= max_iterations],
+        [StopReason.NON_FINITE, StopReason.GRADIENT_TOLERANCE, StopReason.STEP_TOO_SMALL, StopReason.COST_STALLED,
+         StopReason.MAX_ITERATIONS],
         StopReason.RUNNING,
     )
     return reason.astype(jnp.int32)

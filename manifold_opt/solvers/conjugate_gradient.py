@@ -8,7 +8,9 @@ the vector transport to x_{k+1} and, with y = g_{k+1} - T(g_k):
   fletcher_reeves:         beta = ||g_{k+1}||^2 / ||g_k||^2
   hager_zhang:             beta = <y - 2 T(d_k) ||y||^2 / <T(d_k), y>, g_{k+1}> / <T(d_k), y>,
                            bounded below by -1 / (||T(d_k)|| min(0.01, ||g_k||)) (Hager & Zhang 2005)
-Restarts: d = -g whenever d is not a descent direction (and beta = 0 through the clamps).
+Restarts: d = -g whenever d is not a descent direction (and beta = 0 through the clamps), and
+after a failed line search along a CG direction; a failed search along -g ends the run
+(STEP_TOO_SMALL).
 """
 from __future__ import annotations
 
@@ -60,18 +62,22 @@ def conjugate_gradient(
     sufficient_decrease=1e-4,
     contraction=0.5,
     max_line_search_steps: int = 25,
+    project_x0: bool = False,
 ) -> SolverResult:
     """Minimize `cost` on `manifold` by nonlinear CG (`beta_rule` one of BETA_RULES).
 
-    Line search, stopping and compilation as in `steepest_descent`."""
+    Line search, x0 check, compilation and stop reasons as in `steepest_descent` (why did it stop?
+    `stop_reason_name(result.stop_reason)`); STEP_TOO_SMALL means the line search failed along
+    the steepest-descent direction (a failure along a CG direction restarts with -grad)."""
     check_option("conjugate_gradient", "beta_rule", beta_rule, BETA_RULES)
     check_option("conjugate_gradient", "initial_step_rule", initial_step_rule, STEP_RULES)
     common.check_solver_args("conjugate_gradient", cost, manifold, x0, max_iterations)
 
     def step(it, extras):
-        direction, memory = extras
+        direction, memory, steepest = extras  # steepest: direction is -grad (start, after a failed search)
         slope = common.inner(manifold, it.x, it.grad, direction)
         restart = ~(slope < 0)
+        steepest = steepest | restart
         direction = common.select(restart, common.scale(-1.0, it.grad), direction)
         slope = jnp.where(restart, -it.grad_norm**2, slope)
         y, fy, gy, memory = search(
@@ -81,10 +87,12 @@ def conjugate_gradient(
         g_old_t = manifold.transport(it.x, y, it.grad)
         d_t = manifold.transport(it.x, y, direction)
         beta = _beta(beta_rule, manifold, y, gy, g_old_t, d_t, it.grad_norm)
-        new_direction = common.axpy(beta, d_t, common.scale(-1.0, gy))
-        return common.advance(manifold, it, y, fy, gy), (new_direction, memory)
+        failed = memory[0] == 0
+        new_direction = common.select(failed, common.scale(-1.0, gy), common.axpy(beta, d_t, common.scale(-1.0, gy)))
+        advanced = common.advance(manifold, it, y, fy, gy, accepted=~failed, stuck=failed & steepest)
+        return advanced, (new_direction, memory, failed)
 
-    it = common.start(cost, manifold, x0, log, max_iterations)
-    extras = (common.scale(-1.0, it.grad), first_search_memory(it.grad_norm.dtype))
+    it = common.start(cost, manifold, x0, log, max_iterations, project_x0)
+    extras = (common.scale(-1.0, it.grad), first_search_memory(it.grad_norm.dtype), jnp.array(True))
     result, _ = common.run(step, it, extras, max_iterations, tolerance, cost_tolerance)
     return result

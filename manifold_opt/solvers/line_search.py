@@ -29,7 +29,9 @@ def armijo_backtracking(
     cost, manifold, x, value, direction, slope, step, *, sufficient_decrease=1e-4, contraction=0.5, max_steps=25,
     first_trial=None,
 ):
-    """Largest t = step * contraction^i (i < max_steps) with f(R_x(t d)) <= f(x) + c t <grad f, d>.
+    """Largest t = step * contraction^i (i < max_steps) with f(R_x(t d)) <= f(x) + c t <grad f, d>
+    and f(R_x(t d)) < f(x) (a strict decrease: once c t <grad f, d> is below the rounding of f(x),
+    an unchanged cost would pass the first test without any progress).
 
     `slope` = <grad f(x), d>_x < 0. `first_trial` = (R_x(step d), f(R_x(step d))) when the caller
     has already evaluated it. Returns (t, R_x(t d), f(R_x(t d)), number of cost evaluations),
@@ -40,7 +42,7 @@ def armijo_backtracking(
         return y, cost(y)
 
     def fails(fy, t):
-        return ~(fy <= value + sufficient_decrease * t * slope)
+        return ~((fy <= value + sufficient_decrease * t * slope) & (fy < value))
 
     def cond(state):
         t, _, fy, i = state

@@ -1,10 +1,8 @@
 """Riemannian steepest descent with Armijo backtracking (Absil, Mahony & Sepulchre 2008, §4.2)."""
 from __future__ import annotations
 
-
-
-from manifold_opt.solvers import common
 from manifold_opt.manifolds.base import check_option
+from manifold_opt.solvers import common
 from manifold_opt.solvers.line_search import STEP_RULES, first_search_memory, search
 from manifold_opt.solvers.result import SolverResult
 
@@ -23,14 +21,22 @@ def steepest_descent(
     sufficient_decrease=1e-4,
     contraction=0.5,
     max_line_search_steps: int = 25,
+    project_x0: bool = False,
 ) -> SolverResult:
     """Minimize `cost` (a JAX function x -> scalar, differentiated by autodiff) on `manifold`.
 
     x_{k+1} = R_{x_k}(-t_k grad f(x_k)), t_k from Armijo backtracking started by
     `initial_step_rule` (line_search.STEP_RULES: the Nocedal-Wright "quadratic" guess, or
-    Manopt's "adaptive" rule). Stops when ||grad f|| <= tolerance, when |f_{k-1} - f_k| <=
-    cost_tolerance (1 + |f_k|), or after max_iterations. One jitted lax.while_loop; `cost` and
-    `manifold` are static (the compilation is cached per cost function and shapes).
+    Manopt's "adaptive" rule). One jitted lax.while_loop; `cost` and `manifold` are static (the
+    compilation is cached per cost function and shapes).
+
+    Why did it stop? `result.stop_reason` (`stop_reason_name` reads it), tested in this order:
+    NON_FINITE (the cost or gradient became NaN/inf; the run ends at once), GRADIENT_TOLERANCE
+    (||grad f|| <= tolerance: the only one with `converged=True`), STEP_TOO_SMALL (no Armijo step
+    among max_line_search_steps trials decreased the cost), COST_STALLED (|f_{k-1} - f_k| <=
+    cost_tolerance (1 + |f_k|)), MAX_ITERATIONS. x0 must lie on the manifold (ValueError
+    otherwise, checked before jit on concrete inputs); `project_x0=True` starts from
+    manifold.project(x0) instead.
     """
     check_option("steepest_descent", "initial_step_rule", initial_step_rule, STEP_RULES)
     common.check_solver_args("steepest_descent", cost, manifold, x0, max_iterations)
@@ -41,9 +47,10 @@ def steepest_descent(
             cost, manifold, it, direction, -it.grad_norm**2, memory, initial_step_rule,
             sufficient_decrease=sufficient_decrease, contraction=contraction, max_steps=max_line_search_steps,
         )
-        return common.advance(manifold, it, y, fy, gy), memory
+        failed = memory[0] == 0
+        return common.advance(manifold, it, y, fy, gy, accepted=~failed, stuck=failed), memory
 
-    it = common.start(cost, manifold, x0, log, max_iterations)
+    it = common.start(cost, manifold, x0, log, max_iterations, project_x0)
     memory = first_search_memory(it.grad_norm.dtype)
     result, _ = common.run(step, it, memory, max_iterations, tolerance, cost_tolerance)
     return result

@@ -103,15 +103,19 @@ def trust_regions(
     rho_prime=0.1,
     kappa=0.1,
     theta=1.0,
+    project_x0: bool = False,
 ) -> SolverResult:
     """Minimize `cost` on `manifold` by Riemannian trust regions with truncated CG.
 
     max_radius defaults to ||x0||_F (sqrt(p) on Stiefel: a typical distance), initial_radius to
-    max_radius / 8, max_inner_iterations to the ambient size of x0. Stopping and compilation as
-    in `steepest_descent`; iterations counts outer iterations, rejected steps included.
+    max_radius / 8, max_inner_iterations to the ambient size of x0. x0 check, compilation and
+    stop reasons as in `steepest_descent` (why did it stop? `stop_reason_name(result.stop_reason)`);
+    STEP_TOO_SMALL means rejected steps shrank the radius below eps * max_radius, where a step no
+    longer changes x in this precision. iterations counts outer iterations, rejected steps included.
     """
     common.check_solver_args("trust_regions", cost, manifold, x0, max_iterations)
-    leaves = jax.tree_util.tree_leaves(x0)
+    it = common.start(cost, manifold, x0, log, max_iterations, project_x0)
+    leaves = jax.tree_util.tree_leaves(it.x)
     if max_inner_iterations is None:
         max_inner_iterations = sum(math.prod(leaf.shape) for leaf in leaves)
     if max_radius is None:
@@ -120,6 +124,7 @@ def trust_regions(
         initial_radius = max_radius / 8.0
     dtype = jnp.result_type(*leaves)
     rho_regularization = 1e3 * jnp.finfo(dtype).eps
+    min_radius = jnp.finfo(dtype).eps * max_radius
 
     def step(it, radius):
         _, _, hess = riemannian_hvp(cost, manifold, it.x)
@@ -139,9 +144,9 @@ def trust_regions(
         x = common.select(accept, y, it.x)
         value = jnp.where(accept, fy, it.value)
         grad = common.select(accept, gy, it.grad)
-        return common.advance(manifold, it, x, value, grad, accepted=accept), radius
+        stuck = ~accept & (radius < min_radius)
+        return common.advance(manifold, it, x, value, grad, accepted=accept, stuck=stuck), radius
 
-    it = common.start(cost, manifold, x0, log, max_iterations)
     radius0 = jnp.asarray(initial_radius, dtype)
     result, _ = common.run(step, it, radius0, max_iterations, tolerance, cost_tolerance)
     return result
