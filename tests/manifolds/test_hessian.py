@@ -8,7 +8,8 @@
    Birkhoff's Fisher metric and SPD (the matrix is symmetric, so the operator is checked whole);
 2. that the result is tangent.
 
-Plus the Stiefel exponential against the geodesic equations of Edelman, Arias & Smith (1998)
+Plus the Stiefel exponential against the geodesic equations of Edelman, Arias & Smith (1998),
+the canonical Stiefel logarithm (Zimmermann 2017) against the exponential,
 and typical_dist everywhere.
 """
 import jax
@@ -156,3 +157,15 @@ def test_stiefel_exp_solves_the_geodesic_equation(metric):
     start = curve(jnp.asarray([-h, 0.0, h]))
     np.testing.assert_allclose(np.asarray(start[1]), np.asarray(x), atol=1e-14)
     np.testing.assert_allclose(np.asarray((start[2] - start[0]) / (2 * h)), np.asarray(u), atol=1e-8)
+
+
+def test_stiefel_canonical_log_inverts_exp():
+    m = Stiefel(6, 2, metric="canonical")
+    x = m.random_point(jax.random.key(6), jnp.float64, batch_shape=(2,))
+    u = 1.5 * m.random_tangent(jax.random.key(7), x)
+    y = m.exp(x, u)
+    np.testing.assert_allclose(np.asarray(m.log(x, y)), np.asarray(u), atol=1e-10)
+    np.testing.assert_allclose(np.asarray(m.dist(x, y)), 1.5, rtol=1e-10)
+    assert float(jnp.max(jnp.abs(m.log(x, x)))) < 1e-12
+    with pytest.raises(NotImplementedError, match="canonical"):
+        Stiefel(6, 2).log(x, y)
