@@ -126,11 +126,12 @@ def lbfgs(
     armijo = dict(sufficient_decrease=sufficient_decrease, contraction=contraction, max_steps=max_line_search_steps)
 
     def step(it, mem):
-        gamma = jnp.where(mem.count > 0, mem.gamma, 1.0 / it.grad_norm)
+        unit = 1.0 / jnp.maximum(it.grad_norm, jnp.finfo(it.grad_norm.dtype).tiny)
+        gamma = jnp.where(mem.count > 0, mem.gamma, unit)
         direction = common.scale(-1.0, two_loop(manifold, it.x, it.grad, mem, gamma))
         slope = common.inner(manifold, it.x, it.grad, direction)
         descent = slope < 0
-        direction = common.select(descent, direction, common.scale(-1.0 / it.grad_norm, it.grad))
+        direction = common.select(descent, direction, common.scale(-unit, it.grad))
         slope = jnp.where(descent, slope, -it.grad_norm)
         mem = mem._replace(count=jnp.where(descent, mem.count, 0))
         y, fy, gy, (t, _) = search_from(cost, manifold, it, direction, slope, jnp.ones_like(slope), **armijo)

@@ -1,6 +1,8 @@
 """L-BFGS's two-loop recursion against a dense BFGS matrix, hand-written derivatives (`Cost`)
 against autodiff in every solver, and L-BFGS's honest stops and argument checks. (L-BFGS on the
 reference problems: tests/solvers/test_solvers.py.)"""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,6 +39,7 @@ def test_two_loop_equals_the_dense_bfgs_inverse_hessian():
     np.testing.assert_allclose(np.asarray(two_loop(manifold, x, jnp.asarray(g), empty_memory(x, size, jnp.float64), 0.5)), g / 2)
 
 
+@functools.lru_cache  # the same functions in every test, so compilations are shared
 def brockett(n=10, p=3, seed=0):
     rng = np.random.default_rng(seed)
     b = rng.standard_normal((n, n))
@@ -91,11 +94,11 @@ def test_hand_written_derivatives_drive_every_solver(solver):
 def test_lbfgs_stops_honestly_and_checks_its_arguments():
     manifold, cost, _, _, optimum = brockett()
     x0 = manifold.random_point(jax.random.key(4), jnp.float64)
-    unreachable = mo.solvers.lbfgs(cost, manifold, x0, tolerance=0.0, memory=4)
+    unreachable = mo.solvers.lbfgs(cost, manifold, x0, max_iterations=3000, tolerance=0.0)
     assert not bool(unreachable.converged)
     assert int(unreachable.stop_reason) == mo.solvers.StopReason.STEP_TOO_SMALL
     assert (float(unreachable.value) - optimum) / abs(optimum) < 1e-12
-    batched = jax.vmap(lambda x: mo.solvers.lbfgs(cost, manifold, x, tolerance=1e-5, memory=4))(
+    batched = jax.vmap(lambda x: mo.solvers.lbfgs(cost, manifold, x, max_iterations=3000, tolerance=1e-5))(
         manifold.random_point(jax.random.key(5), jnp.float64, batch_shape=(2,)))
     assert np.all(np.asarray(batched.converged))
     with pytest.raises(ValueError, match="lbfgs: memory"):

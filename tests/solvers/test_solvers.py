@@ -138,8 +138,11 @@ PROBLEMS = {"brockett": brockett, "dominant_subspace": dominant_subspace, "procr
             "spd_karcher_mean": spd_karcher_mean}
 
 
-@pytest.mark.parametrize("solver", list(SOLVERS))
-@pytest.mark.parametrize("problem", list(PROBLEMS))
+# the SPD Karcher mean for the solvers of issue 13 only (CI time)
+CASES = [(p, s) for p in PROBLEMS for s in SOLVERS if p != "spd_karcher_mean" or s in ("trust_regions", "lbfgs")]
+
+
+@pytest.mark.parametrize("problem, solver", CASES)
 def test_solver_reaches_reference_optimum(solver, problem):
     manifold, cost, optimum, x0 = PROBLEMS[problem](np.random.default_rng(len(problem)))
     # First-order solvers stall (Armijo sees no float64 decrease) near |grad| ~ 1e-6 on these
