@@ -175,7 +175,8 @@ def run(config, workdir: str) -> dict[str, float]:
         os.path.join(workdir, "comparison.png"),
         title="digits: Riemannian Adam (O(64), St(64,32) kernels) vs AdamW",
     )
-    print_comparison(results, config.optimizers)
+    if harness.is_main_process():
+        print_comparison(results, config.optimizers)
     return results
 
 

@@ -4,6 +4,8 @@
 
 The workdir receives TensorBoard scalars, metrics.jsonl histories, summary.json, PNG plots
 and orbax checkpoints; rerunning with the same workdir resumes from the last checkpoint.
+On N hosts, run the same command on each with `--config.distributed=True` (and the
+coordinator address, process count and id, unless the environment or cluster provides them).
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ def main(argv):
     try:
         config = harness.resolve(_CONFIG.value, explicit=explicit_config_keys(sys.argv))
         harness.check_common(config)
+        harness.initialize_distributed(config)  # before anything touches a device
         experiment = registry.load(config.experiment)
         experiment.validate(config)
     except ValueError as e:
@@ -50,6 +53,8 @@ def main(argv):
         metrics = experiment.run(config, _WORKDIR.value)
     except harness.Preempted as e:
         sys.exit(f"experiments.run: {e}")
+    if not harness.is_main_process():
+        return
     print("final metrics:")
     for key in sorted(metrics):
         print(f"  {key}: {metrics[key]:.6g}")

@@ -25,4 +25,18 @@ from manifold_opt.transforms import (
     spectral_clip,
 )
 
+from manifold_opt import merging  # noqa: E402
+
 __version__ = "0.1.0"
+
+from manifold_opt.manifolds.params import partition_labels, project_params  # noqa: E402
+from manifold_opt.transforms.partition import riemannian_partition  # noqa: E402
+
+
+def __getattr__(name):
+    """`mo.nn` imports Flax, so it loads on first use and `import manifold_opt` stays Flax-free."""
+    if name == "nn":
+        import importlib
+
+        return importlib.import_module("manifold_opt.nn")
+    raise AttributeError(f"module 'manifold_opt' has no attribute {name!r}")

@@ -17,3 +17,22 @@ def test_readme_example_runs_and_reaches_the_eigenvalue_optimum():
     assert abs(solver_cost - optimum) <= 1e-4 * abs(optimum)
     assert abs(adam_cost - optimum) <= 2e-2 * abs(optimum)
     assert feasibility < 1e-5
+
+
+def test_readme_flax_section_trains_nnx_and_linen_models_on_their_manifolds():
+    """The "In your own Flax model" blocks, run together in one subprocess: both losses fall and
+    both Stiefel kernels end on the manifold. The same process first checks that
+    `import manifold_opt` alone does not import Flax (mo.nn loads on first use)."""
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    section = readme.split("## In your own Flax model", 1)[1].split("\n## ", 1)[0]
+    flax_free = "import sys, manifold_opt\nassert 'flax' not in sys.modules, 'the core imported Flax'\n"
+    example = flax_free + "\n".join(re.findall(r"```python\n(.*?)```", section, re.S))
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(maxsplit=1) for line in out.stdout.splitlines())
+    assert set(lines) == {"nnx", "linen"}
+    for name, numbers in lines.items():
+        first, last, feasibility = map(float, numbers.split())
+        assert last < 0.8 * first, name
+        assert feasibility < 1e-5, name

@@ -61,3 +61,22 @@ def check_common(config) -> None:
     check_int(config, "checkpoint_every", minimum=0)
     check_int(config, "stop_after", minimum=0)
     check_int(config, "seed", minimum=0)
+    check_distributed(config)
+
+
+def check_distributed(config) -> None:
+    """The multi-host keys: types, and jit_sharded as the only mode that spans processes."""
+    if not isinstance(config.distributed, bool):
+        raise ValueError(f"config.distributed: expected True or False, got {config.distributed!r}")
+    if not isinstance(config.coordinator_address, str):
+        raise ValueError(f"config.coordinator_address: expected 'host:port' or '', got {config.coordinator_address!r}")
+    check_int(config, "num_processes", minimum=0)
+    check_int(config, "process_id", minimum=-1)
+    if config.distributed and config.parallel != "jit_sharded":
+        raise ValueError(
+            f"config.parallel: a distributed (multi-host) run needs 'jit_sharded', got {config.parallel!r}"
+        )
+    if config.num_processes and config.process_id >= config.num_processes:
+        raise ValueError(
+            f"config.process_id: {config.process_id} is not below config.num_processes={config.num_processes}"
+        )

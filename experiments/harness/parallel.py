@@ -3,7 +3,9 @@
 - "none": `jax.jit` on the default device.
 - "jit_sharded": `jax.jit` with in/out shardings over a (data, fsdp) mesh: the batch is split
   over all devices, the train state FSDP-sharded over `fsdp` (replicated when fsdp = 1, i.e.
-  pure data parallelism); XLA inserts the collectives.
+  pure data parallelism); XLA inserts the collectives. The mesh holds every process's devices,
+  so under jax.distributed (harness/distributed.py) the same step spans hosts, each process
+  feeding its own rows of the batch.
 - "pmap": classic data parallelism; state replicated per device, gradients `pmean`-ed.
 
 A train state is a dict {"params": ..., "opt_state": ...}; `loss_fn(params, batch)` returns
@@ -74,7 +76,7 @@ def compile_step(loss_fn, optimizer, mode: str, mesh_shape, state) -> CompiledSt
         return CompiledStep(
             step,
             lambda s: jax.device_put(s, state_shardings),
-            lambda b: jax.device_put(b, batch_sharding),
+            lambda b: parallel.global_batch(b, batch_sharding),
             identity,
             mesh.size,
         )

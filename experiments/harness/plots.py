@@ -6,11 +6,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from experiments.harness.distributed import is_main_process  # noqa: E402
 from experiments.harness.metrics import curve  # noqa: E402
 
 
 def plot_curves(histories: dict[str, list[dict]], keys, path: str, title: str = "") -> str:
-    """One panel per metric key, one line per named history; saved as a PNG at `path`."""
+    """One panel per metric key, one line per named history; saved as a PNG at `path` (by
+    process 0 only in a multi-host run)."""
+    if not is_main_process():
+        return path
     keys = list(keys)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.5), squeeze=False)
     for ax, key in zip(axes[0], keys):

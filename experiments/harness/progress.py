@@ -7,14 +7,17 @@ import time
 from absl import logging
 from tqdm import tqdm
 
+from experiments.harness.distributed import is_main_process
+
 
 class Progress:
     """Reports steps [start, total) of a run named `name`; steps/s counts from the first
-    completed step, so compilation is left out."""
+    completed step, so compilation is left out. Silent on all but process 0 of a multi-host run."""
 
     def __init__(self, name: str, start: int, total: int, log_seconds: float = 10.0):
         self.name, self.step, self.total = name, start, total
-        self._bar = tqdm(total=total, initial=start, desc=name, unit="step") if sys.stderr.isatty() else None
+        self._silent = not is_main_process()
+        self._bar = tqdm(total=total, initial=start, desc=name, unit="step") if sys.stderr.isatty() and not self._silent else None
         self._t0 = self._last_log = time.perf_counter()
         self._start = None
         self._log_seconds = log_seconds
@@ -27,7 +30,7 @@ class Progress:
             self._bar.update(step - self.step)
             if scalars:
                 self._bar.set_postfix(scalars, refresh=False)
-        else:
+        elif not self._silent:
             now = time.perf_counter()
             if now - self._last_log >= self._log_seconds or step == self.total:
                 rate = (step - self._start) / max(now - self._t0, 1e-9)

@@ -28,3 +28,7 @@ __all__ += ["check_manifold_tree", "manifold_tree", "map_manifold_tree"]
 from manifold_opt.manifolds.spd import SymmetricPositiveDefinite  # noqa: E402
 
 __all__ += ["SymmetricPositiveDefinite"]
+
+from manifold_opt.manifolds.params import partition_labels, project_params  # noqa: E402
+
+__all__ += ["partition_labels", "project_params"]

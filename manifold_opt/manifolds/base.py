@@ -15,6 +15,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,3 +148,10 @@ def check_option(owner: str, name: str, value, allowed) -> None:
     """ValueError naming `owner`'s argument `name` unless value is one of `allowed`."""
     if value not in allowed:
         raise ValueError(f"{owner}: unknown {name} {value!r}; expected one of {sorted(allowed)}")
+
+
+def feasibility_tolerance(dtype) -> float:
+    """The largest `feasibility(x)` of a point taken as on the manifold by the solvers' and
+    transforms' input checks: sqrt(eps) of its dtype (3.5e-4 in float32, 1.5e-8 in float64), far
+    above the rounding left by any retraction or projection."""
+    return float(np.sqrt(np.finfo(dtype).eps))

@@ -8,12 +8,15 @@ the one place that walks such trees:
 - `check_manifold_tree(manifolds, params)` validates one against params (the error names the
   first mismatching path),
 - `map_manifold_tree(fn, manifolds, params, *rest)` maps `fn(manifold, param, *rest_leaves)`
-  over the leaves, with `None` replaced by `UNCONSTRAINED`.
+  over the leaves, with `None` replaced by `UNCONSTRAINED`,
+- `infeasible_leaves(manifolds, params)` lists the concrete params that are off their manifold.
 
 The manifold tree only has to be a prefix of the params: a leaf may sit over a wrapper node
 holding one array (a Flax `Variable`, as `nnx.Optimizer.init` passes them) or over an empty
-subtree (an `optax.MaskedNode` inside `optax.partition`, skipped). For Flax models build the
-tree from `nnx.as_pure(nnx.state(model, nnx.Param))` so the rule paths read 'dense/kernel'.
+subtree (an `optax.MaskedNode` inside `optax.partition`, skipped). `manifold_tree` stops at such
+wrappers (`is_param_wrapper`), so `manifold_tree(nnx.state(model, nnx.Param), rules)` and boxed
+linen variables work directly, with rule paths like 'dense/kernel', and the tree it returns
+fits both the wrapped and the plain (`nnx.as_pure`) params.
 JAX treats `None` as an empty subtree, so every flatten here passes `is_leaf=is_manifold_leaf`.
 """
 from __future__ import annotations
@@ -22,8 +25,9 @@ import fnmatch
 from typing import Any, Callable, Mapping
 
 import jax
+import numpy as np
 
-from manifold_opt.manifolds.base import Manifold
+from manifold_opt.manifolds.base import Manifold, feasibility_tolerance
 from manifold_opt.manifolds.euclidean import Euclidean
 
 # The stand-in for a `None` leaf: Euclidean space of scalars, so every entry of an unconstrained
@@ -34,6 +38,14 @@ UNCONSTRAINED = Euclidean(())
 def is_manifold_leaf(node) -> bool:
     """True for the leaves of a manifold tree: manifolds and `None`."""
     return node is None or isinstance(node, Manifold)
+
+
+def is_param_wrapper(node) -> bool:
+    """True for a pytree node that wraps one parameter array with metadata: a Flax
+    `nnx.Variable` (its class has `get_value`) or linen boxed metadata such as `nn.Partitioned`
+    (its class has `unbox`). Duck-typed, so the core never imports Flax."""
+    kind = type(node)
+    return callable(getattr(kind, "get_value", None)) or callable(getattr(kind, "unbox", None))
 
 
 def path_to_str(path) -> str:
@@ -74,10 +86,10 @@ def manifold_tree(params, rules: Mapping[str, Manifold | None]):
                 return manifold
         return None
 
-    tree = jax.tree_util.tree_map_with_path(pick, params)
+    tree = jax.tree_util.tree_map_with_path(pick, params, is_leaf=is_param_wrapper)
     unused = [p for p in rules if p not in used]
     if unused:
-        names = [path_to_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+        names = [path_to_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params, is_leaf=is_param_wrapper)[0]]
         raise ValueError(
             f"manifold_tree: rule {unused[0]!r} matches no parameter (none left by earlier rules); "
             f"parameter paths are {names}"
@@ -89,7 +101,7 @@ def manifold_tree(params, rules: Mapping[str, Manifold | None]):
 def broadcast_manifold_tree(manifolds, params):
     """`manifolds` as a full tree over `params` (a single manifold or None goes to every leaf)."""
     if is_manifold_leaf(manifolds):
-        return jax.tree_util.tree_map(lambda _: manifolds, params)
+        return jax.tree_util.tree_map(lambda _: manifolds, params, is_leaf=is_param_wrapper)
     return manifolds
 
 
@@ -103,9 +115,16 @@ def _paired(manifolds, params):
     m_leaves, treedef = jax.tree_util.tree_flatten_with_path(manifolds, is_leaf=is_manifold_leaf)
     try:
         subtrees = treedef.flatten_up_to(params)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"manifold tree does not match params: {_first_mismatch(m_leaves, params) or err}") from None
+    except (ValueError, TypeError):
+        raise ValueError(f"manifold tree does not match params: {_first_mismatch(m_leaves, params) or _CONTAINERS}") from None
     return [(path_to_str(path), m, sub) for (path, m), sub in zip(m_leaves, subtrees)], treedef
+
+
+_CONTAINERS = (
+    "the paths agree but the container types differ (e.g. a dict tree for an nnx.State); build the tree "
+    "from the params the transform sees, e.g. mo.manifold_tree(nnx.state(model, nnx.Param), rules) or "
+    "mo.nn.manifold_tree_of(model) for nnx.Optimizer, or convert it with nnx.to_pure_dict"
+)
 
 
 def _first_mismatch(m_leaves, params) -> str | None:
@@ -171,3 +190,19 @@ def map_manifold_tree(fn: Callable[..., Any], manifolds, params, *rest, num_outp
             out.append(jax.tree_util.tree_map(lambda _, v=value: v, subtree))
     trees = tuple(jax.tree_util.tree_unflatten(treedef, out) for out in outputs)
     return trees[0] if num_outputs == 1 else trees
+
+
+def infeasible_leaves(manifolds, params) -> list[tuple[str, Manifold, float, float]]:
+    """(path, manifold, feasibility, tolerance) of each constrained param whose largest
+    `feasibility` exceeds the `feasibility_tolerance` of its dtype. Params that are tracers
+    (under jit) are skipped: only concrete values can be checked."""
+    found = []
+    for path, manifold, subtree in _paired(manifolds, params)[0]:
+        param = _single_array(path, subtree)
+        if manifold is None or param is None or isinstance(param, jax.core.Tracer):
+            continue
+        residual = float(np.max(np.asarray(manifold.feasibility(param))))
+        tolerance = feasibility_tolerance(param.dtype)
+        if not residual <= tolerance:
+            found.append((path, manifold, residual, tolerance))
+    return found

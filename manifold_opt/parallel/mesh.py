@@ -72,9 +72,34 @@ def replicated_shardings(tree, mesh: Mesh):
     return jax.tree.map(lambda _: replicated(mesh), tree)
 
 
+def process_rows(sharding: NamedSharding, batch_size: int) -> slice:
+    """The rows of a global batch of `batch_size` (leading axis split by `sharding`) that this
+    process's devices hold; with `batch_sharding` they are contiguous: one slice per process."""
+    starts = {idx[0].indices(batch_size)[:2] for idx in sharding.addressable_devices_indices_map((batch_size,)).values()}
+    lo, hi = min(a for a, _ in starts), max(b for _, b in starts)
+    if sum(b - a for a, b in starts) != hi - lo:
+        raise ValueError(f"process_rows: this process's rows of the batch are not contiguous under {sharding}")
+    return slice(lo, hi)
+
+
+def global_batch(batch, sharding: NamedSharding):
+    """One global jax.Array per leaf of a host `batch`, split along its leading axis by
+    `sharding`, each process contributing only its own rows (`process_rows`): on one host the
+    whole batch, on many hosts (jax.distributed) each host's share. Every process passes the same
+    global batch here (a deterministic function of the step); a data pipeline that loads only
+    its own rows can call `jax.make_array_from_process_local_data` with them directly."""
+
+    def put(x):
+        x = np.asarray(x)
+        local = x[process_rows(sharding, x.shape[0])]
+        return jax.make_array_from_process_local_data(sharding, local, x.shape)
+
+    return jax.tree.map(put, batch)
+
+
 def per_device_bytes(tree, device=None) -> int:
-    """Bytes of `tree`'s arrays resident on `device` (default: the first device)."""
-    device = jax.devices()[0] if device is None else device
+    """Bytes of `tree`'s arrays resident on `device` (default: this process's first device)."""
+    device = jax.local_devices()[0] if device is None else device
     return sum(
         shard.data.nbytes
         for leaf in jax.tree.leaves(tree)

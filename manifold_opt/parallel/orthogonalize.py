@@ -12,6 +12,7 @@ the result back (replicated). Same numbers as the single-device path.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import jax
@@ -19,19 +20,21 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
-def sharded_orthogonalizer(mesh: Mesh, axis_name: str | None = None):
+def sharded_orthogonalizer(mesh: Mesh, axis_name: str | tuple[str, ...] | None = None):
     """An orthogonalizer(fn, matrices) for the optimizers' `orthogonalizer=` option.
 
     `matrices` is a list of (batch, m, n) stacks; returns [fn(x) for x in matrices], computed
-    with whole matrices spread over `axis_name` of `mesh` (default: its first axis).
+    with whole matrices spread over `axis_name` of `mesh` (default: its first axis; a tuple of
+    axes spreads over their product, e.g. `mesh.axis_names` for every device of a multi-host mesh).
     """
     if not isinstance(mesh, Mesh):
         raise TypeError(f"sharded_orthogonalizer: mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
     axis_name = mesh.axis_names[0] if axis_name is None else axis_name
-    if axis_name not in mesh.axis_names:
+    axes = (axis_name,) if isinstance(axis_name, str) else tuple(axis_name)
+    if not axes or any(a not in mesh.axis_names for a in axes):
         raise ValueError(f"sharded_orthogonalizer: axis_name {axis_name!r} not in mesh axes {mesh.axis_names}")
-    n_dev = mesh.shape[axis_name]
-    spread = NamedSharding(mesh, PartitionSpec(axis_name))
+    n_dev = math.prod(mesh.shape[a] for a in axes)
+    spread = NamedSharding(mesh, PartitionSpec(axes))
     replicated = NamedSharding(mesh, PartitionSpec())
 
     def orthogonalize(fn, matrices):

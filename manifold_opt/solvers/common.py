@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from manifold_opt.manifolds.base import feasibility_tolerance
 from manifold_opt.solvers.cost import euclidean_value_and_grad
 from manifold_opt.solvers.result import SolverLog, SolverResult, StopReason
 
@@ -37,7 +38,9 @@ def jitted_solver(static_argnames: tuple[str, ...]):
 
     def wrap(fn):
         signature = inspect.signature(fn)
-        jitted = jax.jit(fn, static_argnames=("cost", "manifold", "project_x0") + tuple(static_argnames))
+        static = ("cost", "manifold") + tuple(static_argnames)
+        static += ("project_x0",) if "project_x0" in signature.parameters else ()
+        jitted = jax.jit(fn, static_argnames=static)
 
         @functools.wraps(fn)
         def solver(*args, **kwargs):
@@ -58,21 +61,16 @@ def _is_concrete(tree) -> bool:
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
 
 
-def feasibility_tolerance(dtype) -> float:
-    """The largest `manifold.feasibility(x0)` a solver accepts: sqrt(eps) of the dtype (3.5e-4 in
-    float32, 1.5e-8 in float64), far above the rounding of any retraction or projection."""
-    return float(np.sqrt(np.finfo(dtype).eps))
-
-
 def check_concrete_args(owner: str, arguments: dict) -> None:
     """ValueError, before jit, for a negative tolerance or an x0 off the manifold (unless
-    `project_x0`). Values that are tracers (the solver called under jit or vmap) are not checked."""
+    `project_x0`). Values that are tracers (the solver called under jit or vmap) are not checked;
+    arguments the solver does not have are skipped."""
     for name in ("tolerance", "cost_tolerance"):
-        value = arguments[name]
+        value = arguments.get(name, 0.0)
         if _is_concrete(value) and not np.all(np.asarray(value) >= 0):
             raise ValueError(f"{owner}: {name} must be a nonnegative number, got {value!r}")
-    manifold, x0 = arguments["manifold"], arguments["x0"]
-    if arguments["project_x0"] or not _is_concrete(x0) or not hasattr(manifold, "feasibility"):
+    manifold, x0 = arguments.get("manifold"), arguments.get("x0")
+    if arguments.get("project_x0") or not _is_concrete(x0) or not hasattr(manifold, "feasibility"):
         return
     leaves = jax.tree_util.tree_leaves(x0)
     try:

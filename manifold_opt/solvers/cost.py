@@ -17,9 +17,11 @@ The Riemannian gradient and Hessian follow from the manifold (`egrad_to_rgrad`,
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,9 +70,11 @@ def euclidean_value_and_grad(cost, x):
 
 
 def euclidean_grad_and_hvp(cost, x):
-    """(Euclidean gradient at x, u -> Euclidean Hessian at x applied to u). Without a hand-written
-    `ehvp`, the gradient function is linearized once at x (forward over reverse), so each
-    product costs one linear pass."""
+    """(Euclidean gradient at x, u -> Euclidean Hessian at x applied to u), each product one
+    linear pass: a hand-written `ehvp` is linearized in u at u = 0 (it is linear in u, and its
+    parts that depend on x alone, say an eigendecomposition, are evaluated once, not once per
+    product); without one, the gradient function is linearized at x (forward over reverse)."""
     if isinstance(cost, Cost) and cost.ehvp is not None:
-        return _gradient_function(cost)(x), lambda u: cost.ehvp(x, u)
+        zero = jax.tree_util.tree_map(jnp.zeros_like, x)
+        return _gradient_function(cost)(x), jax.linearize(functools.partial(cost.ehvp, x), zero)[1]
     return jax.linearize(_gradient_function(cost), x)

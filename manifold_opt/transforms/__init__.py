@@ -51,3 +51,7 @@ __all__ = [
     "soft_spectral_clip",
     "spectral_clip",
 ]
+
+from manifold_opt.transforms.partition import riemannian_partition  # noqa: E402
+
+__all__ += ["riemannian_partition"]

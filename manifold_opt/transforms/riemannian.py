@@ -9,16 +9,26 @@ Retraction inside optax: a tangent step u at x becomes the additive update R_x(u
 Euclidean; `egrad_to_rgrad` turns them into Riemannian gradients (this differs from `proj` for
 non-induced metrics such as Birkhoff's Fisher metric). Nothing may follow a retracting
 transform in a chain except `optax.apply_updates`, or the params leave the manifold.
+
+Params must start on their manifolds: a retracting transform initialized on infeasible params
+warns (or raises, or stays silent: `on_infeasible`), since its first update would snap them
+onto the manifold in one jump. Float hyperparameters may be traced (`optax.inject_hyperparams`);
+only Python numbers are validated.
 """
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from manifold_opt.manifolds.tree import check_manifold_tree, map_manifold_tree
+from manifold_opt.manifolds.base import check_option
+from manifold_opt.manifolds.tree import check_manifold_tree, infeasible_leaves, map_manifold_tree
+
+ON_INFEASIBLE = ("warn", "raise", "ignore")
 
 
 def _require_params(owner: str, params) -> None:
@@ -51,6 +61,53 @@ def _retraction_update(manifold, x, u):
     return manifold.retract(x, u) - x
 
 
+def _is_python_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_hyperparameter(owner: str, name: str, value, ok, expected: str) -> None:
+    """TypeError unless value is a number or an array (traced under optax.inject_hyperparams);
+    ValueError when it is a Python number failing `ok` (arrays are not checked)."""
+    if not (_is_python_number(value) or isinstance(value, (jax.Array, np.ndarray, np.number))):
+        raise TypeError(f"{owner}: {name} must be a float (or a traced array), got {type(value).__name__}")
+    if _is_python_number(value) and not ok(value):
+        raise ValueError(f"{owner}: {name} must be {expected}, got {value!r}")
+
+
+def _is_zero(value) -> bool:
+    """True only for a Python 0: an array hyperparameter may change, so its term is kept."""
+    return _is_python_number(value) and value == 0
+
+
+def _check_init(owner: str, manifolds, params, on_infeasible: str) -> None:
+    """Validate the tree and, unless on_infeasible == "ignore", warn/raise for params off their
+    manifold (concrete params only)."""
+    check_manifold_tree(manifolds, params)
+    if on_infeasible == "ignore":
+        return
+    for path, manifold, residual, tolerance in infeasible_leaves(manifolds, params):
+        message = (
+            f"{owner}: initialized on params {path!r} that are off {manifold!r} "
+            f"(feasibility {residual:.3g} > {tolerance:.2g}); the first update would snap them onto "
+            "the manifold in one jump. Start from the manifold's project() (mo.project_params), "
+            "or pass on_infeasible='ignore'"
+        )
+        if on_infeasible == "raise":
+            raise ValueError(message)
+        warnings.warn(message, stacklevel=3)
+
+
+def _decay_direction(manifold, x, weight_decay):
+    """wd * grad r(x) for r(x) = ||x||_F^2 / 2 (Riemannian gradient: egrad_to_rgrad(x, x))."""
+    return jnp.asarray(weight_decay, x.dtype) * manifold.egrad_to_rgrad(x, x)
+
+
+def _guarded(tx: optax.GradientTransformation, guard_nonfinite: bool):
+    """With `guard_nonfinite`, a step whose gradients hold NaN/inf gives a zero update and keeps
+    the state (optax.apply_if_finite, never giving up; its state counts the skipped steps)."""
+    return optax.apply_if_finite(tx, max_consecutive_errors=2**31 - 1) if guard_nonfinite else tx
+
+
 # ----- building blocks ------------------------------------------------------------------------
 
 
@@ -69,14 +126,16 @@ def project_to_tangent(manifolds) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def retract(manifolds) -> optax.GradientTransformation:
+def retract(manifolds, on_infeasible: str = "warn") -> optax.GradientTransformation:
     """Tangent steps u to additive updates R_x(u) - x, so `optax.apply_updates` lands on R_x(u).
 
     Use last in a chain, e.g. `optax.chain(project_to_tangent(M), optax.scale(-lr), retract(M))`
-    is Riemannian gradient descent."""
+    is Riemannian gradient descent. `on_infeasible` ("warn", "raise", "ignore"): what init does
+    with params off their manifold."""
+    check_option("retract", "on_infeasible", on_infeasible, ON_INFEASIBLE)
 
     def init_fn(params):
-        check_manifold_tree(manifolds, params)
+        _check_init("retract", manifolds, params, on_infeasible)
         return optax.EmptyState()
 
     def update_fn(updates, state, params=None):
@@ -95,46 +154,68 @@ class RiemannianSgdState(NamedTuple):
 
 
 def riemannian_sgd(
-    learning_rate: optax.ScalarOrSchedule, manifolds, momentum: float = 0.0, nesterov: bool = False
+    learning_rate: optax.ScalarOrSchedule,
+    manifolds,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    guard_nonfinite: bool = False,
+    on_infeasible: str = "warn",
 ) -> optax.GradientTransformation:
     """Riemannian SGD with heavy-ball or Nesterov momentum (Bonnabel 2013).
 
     g = egrad_to_rgrad(x, egrad); m <- mu * m + g; d = g + mu * m (Nesterov) or m;
-    x+ = R_x(-lr d); m is transported to x+ with the manifold's vector transport.
+    x+ = R_x(-lr (d + wd * grad r(x))); m is transported to x+ with the manifold's vector transport.
     With momentum 0 this is x+ = R_x(-lr g). `learning_rate` may be an optax schedule.
+
+    Decoupled weight decay (Loshchilov & Hutter 2019) on a manifold: a Riemannian gradient step
+    on r(x) = ||x||_F^2 / 2, grad r(x) = egrad_to_rgrad(x, x), added to the step but kept out of
+    the momentum. On unconstrained leaves it is x <- x - lr wd x; on manifolds of constant norm
+    (Sphere, Oblique, Stiefel, Grassmann, O(n)) grad r = 0, so decay does nothing there (every
+    point has the same norm); on Birkhoff it pulls toward the uniform matrix J / n, the doubly
+    stochastic matrix of least norm. `guard_nonfinite`: a step with NaN/inf gradients gives a
+    zero update and keeps the state. `on_infeasible`: see the module docstring. Float
+    hyperparameters may be traced (optax.inject_hyperparams); a traced momentum keeps a buffer.
     """
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"riemannian_sgd: momentum must be in [0, 1), got {momentum!r}")
-    if nesterov and momentum == 0.0:
+    owner = "riemannian_sgd"
+    _check_hyperparameter(owner, "momentum", momentum, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
+    _check_hyperparameter(owner, "weight_decay", weight_decay, lambda v: v >= 0.0, "nonnegative")
+    check_option(owner, "on_infeasible", on_infeasible, ON_INFEASIBLE)
+    if nesterov and _is_zero(momentum):
         raise ValueError("riemannian_sgd: nesterov=True needs momentum > 0")
+    uses_momentum = not _is_zero(momentum)
 
     def init_fn(params):
-        check_manifold_tree(manifolds, params)
-        trace = optax.tree_utils.tree_zeros_like(params) if momentum else ()
+        _check_init(owner, manifolds, params, on_infeasible)
+        trace = optax.tree_utils.tree_zeros_like(params) if uses_momentum else ()
         return RiemannianSgdState(jnp.zeros([], jnp.int32), trace)
 
     def update_fn(updates, state, params=None):
-        tree = _checked("riemannian_sgd", manifolds, params)
+        tree = _checked(owner, manifolds, params)
         lr = _learning_rate(learning_rate, state.count)
 
         def leaf(m, x, g, *trace):
-            rg = m.egrad_to_rgrad(x, g)
-            step = jnp.asarray(-lr, x.dtype)
-            if not momentum:
-                return _retraction_update(m, x, step * rg), ()
-            buf = momentum * trace[0] + rg
-            direction = rg + momentum * buf if nesterov else buf
-            y, buf = m.retract_transport(x, step * direction, buf)
+            direction = m.egrad_to_rgrad(x, g)
+            if uses_momentum:
+                mu = jnp.asarray(momentum, x.dtype)
+                buf = mu * trace[0] + direction
+                direction = direction + mu * buf if nesterov else buf
+            if not _is_zero(weight_decay):
+                direction = direction + _decay_direction(m, x, weight_decay)
+            step = -jnp.asarray(lr, x.dtype) * direction
+            if not uses_momentum:
+                return _retraction_update(m, x, step), ()
+            y, buf = m.retract_transport(x, step, buf)
             return y - x, buf
 
-        if momentum:
+        if uses_momentum:
             new_updates, trace = map_manifold_tree(leaf, tree, params, updates, state.momentum, num_outputs=2)
         else:
             new_updates, _ = map_manifold_tree(leaf, tree, params, updates, num_outputs=2)
             trace = ()
         return new_updates, RiemannianSgdState(optax.safe_increment(state.count), trace)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return _guarded(optax.GradientTransformation(init_fn, update_fn), guard_nonfinite)
 
 
 # ----- Riemannian Adam ------------------------------------------------------------------------
@@ -154,48 +235,58 @@ def riemannian_adam(
     b2: float = 0.999,
     eps: float = 1e-8,
     amsgrad: bool = False,
+    weight_decay: float = 0.0,
+    guard_nonfinite: bool = False,
+    on_infeasible: str = "warn",
 ) -> optax.GradientTransformation:
     """Riemannian Adam / AMSGrad (Becigneul & Ganea 2019, "Riemannian Adaptive Optimization").
 
     Per manifold factor (one point of a batched leaf; every entry of an unconstrained leaf):
       g = egrad_to_rgrad(x, egrad); m <- b1 tau(m) + (1 - b1) g; v <- b2 v + (1 - b2) ||g||_x^2;
-      x+ = R_x(-lr * mhat / (sqrt(vhat) + eps))
+      x+ = R_x(-lr * (mhat / (sqrt(vhat) + eps) + wd * grad r(x)))
     with bias-corrected mhat = m / (1 - b1^t), vhat = v / (1 - b2^t) (AMSGrad: vhat replaced by its
     running max, as in optax.amsgrad); tau is the vector transport of m to x+. On unconstrained
-    leaves this is exactly optax.adam / optax.amsgrad.
+    leaves this is exactly optax.adamw / optax.amsgrad (+ decoupled decay). Weight decay wd is
+    the Riemannian gradient of r(x) = ||x||_F^2 / 2, decoupled from the moments, and does nothing
+    on manifolds of constant norm (see `riemannian_sgd`). `guard_nonfinite`, `on_infeasible` and
+    traced hyperparameters as in `riemannian_sgd`.
     """
+    owner = "riemannian_adam"
     for name, value in (("b1", b1), ("b2", b2)):
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"riemannian_adam: {name} must be in [0, 1), got {value!r}")
-    if not eps > 0.0:
-        raise ValueError(f"riemannian_adam: eps must be positive, got {eps!r}")
+        _check_hyperparameter(owner, name, value, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
+    _check_hyperparameter(owner, "eps", eps, lambda v: v > 0.0, "positive")
+    _check_hyperparameter(owner, "weight_decay", weight_decay, lambda v: v >= 0.0, "nonnegative")
+    check_option(owner, "on_infeasible", on_infeasible, ON_INFEASIBLE)
 
     def init_fn(params):
-        check_manifold_tree(manifolds, params)
+        _check_init(owner, manifolds, params, on_infeasible)
         nu = map_manifold_tree(lambda m, x: jnp.zeros(_point_norm_shape(m, x), x.dtype), manifolds, params)
         return RiemannianAdamState(
             jnp.zeros([], jnp.int32), optax.tree_utils.tree_zeros_like(params), nu, nu if amsgrad else ()
         )
 
     def update_fn(updates, state, params=None):
-        tree = _checked("riemannian_adam", manifolds, params)
+        tree = _checked(owner, manifolds, params)
         count = optax.safe_increment(state.count)
         lr = _learning_rate(learning_rate, state.count)
 
         def leaf(m, x, g, mu, nu, *nu_max):
+            beta1, beta2 = jnp.asarray(b1, x.dtype), jnp.asarray(b2, x.dtype)
             rg = m.egrad_to_rgrad(x, g)
-            mu = b1 * mu + (1.0 - b1) * rg
-            nu = b2 * nu + (1.0 - b2) * m.inner(x, rg, rg)
+            mu = beta1 * mu + (1.0 - beta1) * rg
+            nu = beta2 * nu + (1.0 - beta2) * m.inner(x, rg, rg)
             t = count.astype(x.dtype)
-            nu_hat = nu / (1.0 - jnp.asarray(b2, x.dtype) ** t)
+            nu_hat = nu / (1.0 - beta2**t)
             nu_hat = jnp.maximum(nu_max[0], nu_hat) if amsgrad else nu_hat
-            step_size = jnp.asarray(lr, x.dtype) / (1.0 - jnp.asarray(b1, x.dtype) ** t)
             denom = jnp.sqrt(nu_hat) + jnp.asarray(eps, x.dtype)
-            y, mu = m.retract_transport(x, -step_size * mu / _expand(m, denom), mu)
+            direction = mu / (_expand(m, denom) * (1.0 - beta1**t))
+            if not _is_zero(weight_decay):
+                direction = direction + _decay_direction(m, x, weight_decay)
+            y, mu = m.retract_transport(x, -jnp.asarray(lr, x.dtype) * direction, mu)
             return y - x, mu, nu, nu_hat
 
         rest = (updates, state.mu, state.nu) + ((state.nu_max,) if amsgrad else ())
         new_updates, mu, nu, nu_hat = map_manifold_tree(leaf, tree, params, *rest, num_outputs=4)
         return new_updates, RiemannianAdamState(count, mu, nu, nu_hat if amsgrad else ())
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return _guarded(optax.GradientTransformation(init_fn, update_fn), guard_nonfinite)

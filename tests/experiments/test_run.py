@@ -108,6 +108,8 @@ def config_with(**values):
         (dict(test_fraction=1.5), "config.test_fraction"),
         (dict(parallel="jit_sharded", mesh_shape=(3, -1)), "config.mesh_shape"),
         (dict(parallel="pmap", batch_size=100), "config.batch_size"),
+        (dict(distributed=True), "config.parallel"),  # multi-host needs jit_sharded
+        (dict(num_processes=2, process_id=2), "config.process_id"),
     ],
 )
 def test_validate_names_the_bad_key(values, key):

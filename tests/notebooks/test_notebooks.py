@@ -24,6 +24,7 @@ def _read(path):
 def test_the_issue_notebooks_exist():
     names = {path.name for path in NOTEBOOKS}
     assert {"01_manifolds_tour.ipynb", "02_riemannian_training_in_flax.ipynb"} <= names
+    assert "06_model_merging.ipynb" in names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -48,13 +48,17 @@ def check_honest(result, tolerance=1e-6):
 @pytest.mark.parametrize("solver", SOLVERS, ids=lambda s: s.__name__)
 def test_nan_cost_region_is_never_entered_and_ends_as_step_too_small(solver):
     """The minimizer lies where the cost is NaN: the line search / trust region rejects every NaN
-    trial, the run ends STEP_TOO_SMALL at the region's edge with a finite cost (not converged)."""
+    trial, the run ends STEP_TOO_SMALL at the region's edge with a finite cost (not converged).
+    Started inside the region, the run ends at once (NON_FINITE)."""
     result = solver(nan_beyond, SPHERE, on_sphere(1.0, 0.3, -0.2, 0.1), max_iterations=400)
     check_honest(result)
     assert reason(result) == "STEP_TOO_SMALL" and int(result.iterations) < 400
     assert np.isfinite(float(result.value)) and np.isfinite(float(nan_beyond(result.x)))
     assert float(result.x[2]) <= 0.5 and float(result.x[2]) > 0.49  # stopped at the edge
     np.testing.assert_allclose(float(result.value), float(nan_beyond(result.x)), rtol=1e-12)
+    inside = solver(nan_beyond, SPHERE, on_sphere(0.1, 0.2, 0.9, 0.1), max_iterations=400)  # NaN at x0
+    check_honest(inside)
+    assert reason(inside) == "NON_FINITE" and int(inside.iterations) == 0
 
 
 @pytest.mark.parametrize("solver", SOLVERS, ids=lambda s: s.__name__)
@@ -91,7 +95,8 @@ def test_float32_stall_is_step_too_small_not_converged():
 def test_off_manifold_start_raises_before_jit(solver):
     manifold = Stiefel(10, 3)
     x0 = 3.0 * manifold.random_point(jax.random.key(0), jnp.float64)
-    with pytest.raises(ValueError, match=rf"{solver.__name__}: x0 is not on the manifold Stiefel.*feasibility.*13.9.*project"):
+    expected = rf"{solver.__name__}: x0 is not on the manifold Stiefel.*feasibility.*13.9.*project"
+    with pytest.raises(ValueError, match=expected):
         solver(lambda x: jnp.sum(x**2), manifold, x0)
     with pytest.raises(ValueError, match="x0 is not on the manifold Sphere"):
         solver(linear, SPHERE, jnp.asarray([1.0, 0.0, 0.0, 1e-3], jnp.float64))

@@ -1,0 +1,105 @@
+"""Multi-host: the quickstart run by two processes on loopback (jax.distributed, gloo), each
+with 4 virtual CPU devices, on a (2, 4) mesh, against the single-process 8-device run."""
+import glob
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from experiments import harness, quickstart
+from tests.experiments.test_resume import assert_same_state, small_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STEPS = 30  # small_config: riemannian_adam only, checkpoints every 10 steps, logs every 5
+OVERRIDES = (
+    "--config.optimizers=('riemannian_adam',)", f"--config.num_steps={STEPS}", "--config.checkpoint_every=10",
+    "--config.eval_every=10", "--config.log_every=5", "--config.parallel=jit_sharded", "--config.mesh_shape=(2,4)",
+)
+
+
+def final_state(workdir, step=STEPS, arm="riemannian_adam"):
+    """The checkpoint at `step`, saved by two processes, read here onto one device."""
+    path = os.path.join(workdir, arm, "checkpoints", str(step), "default")
+    with ocp.StandardCheckpointer() as checkpointer:
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        metadata = checkpointer.metadata(path).item_metadata
+        like = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
+        return checkpointer.restore(path, like)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def run_two_processes(workdir, *overrides, script=None, timeout=240):
+    """Start processes 0 and 1 (4 CPU devices each) of one distributed run; wait for both.
+    Returns their (returncode, stdout, stderr); kills both if either hangs."""
+    address = f"localhost:{free_port()}"
+    env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    procs = []
+    for pid in range(2):
+        if script is None:
+            cmd = [sys.executable, "-m", "experiments.run", "--config", "configs/quickstart.py", "--config.quick=True",
+                   "--workdir", str(workdir), "--config.distributed=True", f"--config.coordinator_address={address}",
+                   "--config.num_processes=2", f"--config.process_id={pid}", *OVERRIDES, *overrides]
+        else:
+            cmd = [sys.executable, script, address, str(pid)]
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outputs = [p.communicate(timeout=timeout) for p in procs]
+        return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_two_process_run_matches_one_process_and_resumes_bit_identically(tmp_path):
+    reference = str(tmp_path / "one_process")  # 8 devices of this process, same (2, 4) mesh
+    quickstart.run(small_config(parallel="jit_sharded", mesh_shape=(2, 4)), reference)
+
+    full = tmp_path / "two_processes"
+    outputs = run_two_processes(full)
+    for code, out, err in outputs:
+        assert code == 0, err[-3000:]
+    assert "final metrics" in outputs[0][1] and "final metrics" not in outputs[1][1]  # process 0 alone reports
+    arm = full / "riemannian_adam"
+    assert len(glob.glob(str(arm / "events.out.tfevents.*"))) == 1  # and logs
+    assert os.path.exists(full / "summary.json") and os.path.exists(full / "comparison.png")
+    history = harness.read_history(str(arm))
+    reference_history = harness.read_history(os.path.join(reference, "riemannian_adam"))
+    assert [r["step"] for r in history] == [r["step"] for r in reference_history]
+    for key in ("train/loss", "test/loss", "test/accuracy"):
+        ours, theirs = ([r[key] for r in h if key in r] for h in (history, reference_history))
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6, err_msg=key)
+
+    interrupted = tmp_path / "interrupted"  # stops after step 17; the last checkpoint is step 10
+    for code, out, err in run_two_processes(interrupted, "--config.stop_after=17"):
+        assert code == 1 and "rerun with workdir" in err, err[-3000:]
+    assert sorted(os.listdir(interrupted / "riemannian_adam" / "checkpoints")) == ["10"]
+    for code, out, err in run_two_processes(interrupted):  # a fresh pair restores step 10
+        assert code == 0, err[-3000:]
+    assert_same_state(final_state(str(full)), final_state(str(interrupted)))
+    assert harness.read_history(str(interrupted / "riemannian_adam")) == history
+
+
+def test_distributed_settings_come_from_config_then_environment(monkeypatch):
+    from experiments.harness import distributed
+
+    config = small_config()
+    monkeypatch.delenv("JAX_COORDINATOR_ADDRESS", raising=False)
+    monkeypatch.delenv("JAX_NUM_PROCESSES", raising=False)
+    monkeypatch.setenv("JAX_PROCESS_ID", "3")
+    assert distributed.settings(config) == {"coordinator_address": None, "num_processes": None, "process_id": 3}
+    config.unlock()
+    config.update(coordinator_address="10.0.0.1:1234", num_processes=4, process_id=1)
+    assert distributed.settings(config) == {"coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id": 1}
+    distributed.initialize_distributed(small_config())  # distributed=False: nothing happens
+    assert not jax.distributed.is_initialized() and harness.is_main_process()
