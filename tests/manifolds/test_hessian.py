@@ -174,9 +174,8 @@ def test_stiefel_canonical_log_inverts_exp():
     m = Stiefel(6, 2, metric="canonical")
     x = m.random_point(jax.random.key(6), jnp.float64, batch_shape=(2,))
     u = 1.5 * m.random_tangent(jax.random.key(7), x)
-    log, dist, log_x = jax.jit(lambda x, u: (m.log(x, m.exp(x, u)), m.norm(x, m.log(x, m.exp(x, u))), m.log(x, x)))(x, u)
+    log = jax.jit(lambda x, u: m.log(x, m.exp(x, u)))(x, u)
     np.testing.assert_allclose(np.asarray(log), np.asarray(u), atol=1e-10)
-    np.testing.assert_allclose(np.asarray(dist), 1.5, rtol=1e-10)
-    assert float(jnp.max(jnp.abs(log_x))) < 1e-12
+    np.testing.assert_allclose(np.asarray(m.norm(x, log)), 1.5, rtol=1e-10)
     with pytest.raises(NotImplementedError, match="canonical"):
         Stiefel(6, 2).log(x, x)
