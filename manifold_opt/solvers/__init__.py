@@ -11,3 +11,7 @@ from manifold_opt.solvers.cost import Cost  # noqa: E402
 from manifold_opt.solvers.lbfgs import lbfgs  # noqa: E402
 
 __all__ += ["Cost", "lbfgs"]
+
+from manifold_opt.solvers.arc import arc  # noqa: E402
+
+__all__ += ["arc"]
