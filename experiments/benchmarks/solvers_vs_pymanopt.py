@@ -49,6 +49,7 @@ SOLVERS = {
     "conjugate_gradient adaptive": {"initial_step_rule": "adaptive"},
     "trust_regions": {},
     "lbfgs": {},
+    "arc": {},
 }
 DERIVATIVES = ("autodiff", "hand-coded")  # ours: the cost alone, or a mo.solvers.Cost
 PYMANOPT_MAX_TIME = 60.0
