@@ -25,6 +25,10 @@ from manifold_opt.manifolds.tree import check_manifold_tree, manifold_tree, map_
 
 __all__ += ["check_manifold_tree", "manifold_tree", "map_manifold_tree"]
 
+from manifold_opt.manifolds.spd import SymmetricPositiveDefinite  # noqa: E402
+
+__all__ += ["SymmetricPositiveDefinite"]
+
 from manifold_opt.manifolds.params import partition_labels, project_params  # noqa: E402
 
 __all__ += ["partition_labels", "project_params"]

@@ -22,6 +22,12 @@ def skew(a: jax.Array) -> jax.Array:
     return (a - transpose(a)) / 2
 
 
+def weingarten_orthonormal(x: jax.Array, egrad: jax.Array, ehvp: jax.Array, u: jax.Array) -> jax.Array:
+    """ehvp - U sym(X^T egrad): its projection onto T_X is the Riemannian Hessian on St(n, p) and
+    O(n) with the Euclidean metric (Absil, Mahony & Trumpler 2013, the Weingarten map)."""
+    return ehvp - u @ sym(transpose(x) @ egrad)
+
+
 def orthonormality_error(x: jax.Array) -> jax.Array:
     """||X^T X - I||_F per matrix."""
     eye = jnp.eye(x.shape[-1], dtype=x.dtype)

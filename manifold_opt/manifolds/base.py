@@ -42,6 +42,11 @@ class Manifold:
                 f"{type(self).__name__}: {name} must have shape (..., {', '.join(map(str, self.shape))}), got {got}"
             )
 
+    def check_points(self, **arrays) -> None:
+        """check_point on each keyword argument, named by its keyword."""
+        for name, value in arrays.items():
+            self.check_point(value, name)
+
     def _axes(self) -> tuple[int, ...]:
         """The trailing axes that belong to one point."""
         return tuple(range(-len(self.shape), 0))
@@ -113,6 +118,20 @@ class Manifold:
 
     def dist(self, x: jax.Array, y: jax.Array) -> jax.Array:
         return self.norm(x, self.log(x, y))
+
+    @property
+    def typical_dist(self) -> float:
+        """A typical distance between points (Manopt's `typicaldist`): the scale trust regions
+        take their default radii from."""
+        raise NotImplementedError(f"{type(self).__name__} has no typical_dist")
+
+    # ----- second order ---------------------------------------------------------------------
+    def ehess_to_rhess(self, x: jax.Array, egrad: jax.Array, ehvp: jax.Array, u: jax.Array) -> jax.Array:
+        """Riemannian Hessian-vector product Hess f(x)[u] = nabla_u grad f from the Euclidean
+        gradient `egrad` and the Euclidean Hessian-vector product `ehvp` = D egrad(x)[u] of f
+        (Absil, Mahony & Trumpler 2013): proj(x, ehvp) plus the Weingarten term of an embedded
+        submanifold, plus the connection terms of a non-Euclidean metric."""
+        raise NotImplementedError(f"{type(self).__name__} has no ehess_to_rhess")
 
 
 def check_positive_int(owner: str, name: str, value) -> int:

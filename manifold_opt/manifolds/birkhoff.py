@@ -10,6 +10,14 @@ zero (`linalg.birkhoff_tangent_projection`); the Riemannian gradient is Proj_X(G
 retraction is Sinkhorn normalization of X * exp(U / X), computed in log space as
 sinkhorn(log X + U / X); transport is projection onto T_Y.
 
+Riemannian Hessian (as in Douik & Hassibi 2019): the Fisher metric on the positive orthant has
+Christoffel symbols Gamma^i_ii = -1 / (2 x_i), and the manifold's connection is its projection,
+so with G = egrad, H = ehvp and R = Proj_X(G * X),
+
+    Hess f(X)[U] = Proj_X(D R[U] - U * R / (2 X)) = Proj_X(H * X + U * R / (2 X))
+
+(D R[U] = H * X + U * R / X modulo the normal space {(a 1^T + 1 b^T) * X}).
+
 Near the boundary U / X blows up: entries are floored at the smallest normal float before
 dividing or taking logs, and the log-kernel is clipped to a finite range, so no NaN appears.
 At a point with exact zeros the step U / X is astronomically large, and the result (finite,
@@ -103,3 +111,13 @@ class Birkhoff(Manifold):
         cols = jnp.max(jnp.abs(jnp.sum(x, axis=-2) - 1), axis=-1)
         negative = jnp.sum(jnp.maximum(-x, 0), axis=(-2, -1))
         return jnp.maximum(rows, cols) + negative
+
+    @property
+    def typical_dist(self):
+        """n, as in Manopt (the manifold is not compact; any scale is a convention)."""
+        return float(self.n)
+
+    def ehess_to_rhess(self, x, egrad, ehvp, u):
+        self.check_points(x=x, egrad=egrad, ehvp=ehvp, u=u)
+        rgrad = linalg.birkhoff_tangent_projection(x, egrad * x)
+        return linalg.birkhoff_tangent_projection(x, ehvp * x + u * rgrad / (2 * _floor(x)))

@@ -53,3 +53,10 @@ class Euclidean(Manifold):
 
     def log(self, x, y):
         return y - x
+
+    @property
+    def typical_dist(self):
+        return math.sqrt(self.dim)
+
+    def ehess_to_rhess(self, x, egrad, ehvp, u):
+        return ehvp

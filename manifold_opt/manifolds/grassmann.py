@@ -8,11 +8,15 @@ U = Q S V^T a thin SVD:
     log_X(Y) = Q arctan(S) V^T   where Q S V^T = (I - X X^T) Y (X^T Y)^{-1},
     dist(X, Y) = ||theta||_2,     theta = principal angles between span X and span Y.
 
+Riemannian Hessian (horizontal lift; Absil, Mahony & Trumpler 2013):
+Hess f(X)[U] = proj(X, ehvp) - U X^T egrad.
+
 log is independent of Y's basis and needs X^T Y invertible (no angle of pi/2).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -83,3 +87,11 @@ class Grassmann(Manifold):
         m = transpose(jnp.linalg.solve(transpose(xty), transpose(horizontal)))
         q, s, vh = jnp.linalg.svd(m, full_matrices=False)
         return q * jnp.arctan(s)[..., None, :] @ vh
+
+    @property
+    def typical_dist(self):
+        return math.sqrt(self.p)
+
+    def ehess_to_rhess(self, x, egrad, ehvp, u):
+        self.check_points(x=x, egrad=egrad, ehvp=ehvp, u=u)
+        return self.proj(x, ehvp) - u @ (transpose(x) @ egrad)

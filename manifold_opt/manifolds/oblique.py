@@ -4,6 +4,7 @@ columnwise (axis -2); dist = sqrt(sum of squared column distances)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +12,7 @@ import jax.numpy as jnp
 from manifold_opt.manifolds.base import Manifold, check_positive_int
 from manifold_opt.manifolds.sphere import (
     sphere_dist,
+    sphere_ehess_to_rhess,
     sphere_exp,
     sphere_feasibility,
     sphere_log,
@@ -75,3 +77,11 @@ class Oblique(Manifold):
         self.check_point(x)
         self.check_point(y, "y")
         return jnp.sqrt(jnp.sum(sphere_dist(x, y, axis=-2) ** 2, axis=(-2, -1)))
+
+    @property
+    def typical_dist(self):
+        return math.pi * math.sqrt(self.p)
+
+    def ehess_to_rhess(self, x, egrad, ehvp, u):
+        self.check_points(x=x, egrad=egrad, ehvp=ehvp, u=u)
+        return sphere_ehess_to_rhess(x, egrad, ehvp, u, axis=-2)

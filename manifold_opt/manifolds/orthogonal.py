@@ -15,10 +15,13 @@ Q = [[c, -s], [s, c]] with c = cos t, s = sin t: L = t J = A t / sin t. Hence
 evaluated through an eigendecomposition of S (matmuls and eigh only, GPU friendly). Valid when
 X^T Y has no eigenvalue -1 (rotation angles below pi), which excludes X, Y in different
 components of O(n).
+
+Riemannian Hessian: proj(X, ehvp - U sym(X^T egrad)), as on St(n, n) with the Euclidean metric.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +34,7 @@ from manifold_opt.manifolds._matrix import (
     qr_positive,
     skew,
     transpose,
+    weingarten_orthonormal,
 )
 from manifold_opt.manifolds.base import Manifold, check_option, check_positive_int
 
@@ -135,3 +139,11 @@ class OrthogonalGroup(Manifold):
         self.check_point(x)
         self.check_point(y, "y")
         return x @ skew_log_orthogonal(transpose(x) @ y)
+
+    @property
+    def typical_dist(self):
+        return math.pi * math.sqrt(self.n)
+
+    def ehess_to_rhess(self, x, egrad, ehvp, u):
+        self.check_points(x=x, egrad=egrad, ehvp=ehvp, u=u)
+        return self.proj(x, weingarten_orthonormal(x, egrad, ehvp, u))

@@ -4,6 +4,7 @@ factorwise. Leading batch dimensions must agree across factors."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -102,3 +103,10 @@ class Product(Manifold):
 
     def dist(self, x, y):
         return jnp.sqrt(sum(d**2 for d in self._map("dist", x=x, y=y)))
+
+    @property
+    def typical_dist(self):
+        return math.sqrt(sum(m.typical_dist**2 for m in self.manifolds))
+
+    def ehess_to_rhess(self, x, egrad, ehvp, u):
+        return self._map("ehess_to_rhess", x=x, egrad=egrad, ehvp=ehvp, u=u)

@@ -11,6 +11,7 @@ take the axis that holds the vector, so the Oblique manifold (columnwise spheres
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +56,11 @@ def sphere_dist(x, y, axis=-1):
 def sphere_log(x, y, axis=-1):
     direction = sphere_proj(x, y, axis)
     return sphere_dist(x, y, axis) * _safe_divide(direction, _norm(direction, axis))
+
+
+def sphere_ehess_to_rhess(x, egrad, ehvp, u, axis=-1):
+    """proj(x, ehvp) - <x, egrad> u: the Weingarten term of the sphere."""
+    return sphere_proj(x, ehvp, axis) - _dot(x, egrad, axis) * u
 
 
 def sphere_feasibility(x, axis=-1):
@@ -114,3 +120,11 @@ class Sphere(Manifold):
         self.check_point(x)
         self.check_point(y, "y")
         return sphere_dist(x, y)[..., 0]
+
+    @property
+    def typical_dist(self):
+        return math.pi
+
+    def ehess_to_rhess(self, x, egrad, ehvp, u):
+        self.check_points(x=x, egrad=egrad, ehvp=ehvp, u=u)
+        return sphere_ehess_to_rhess(x, egrad, ehvp, u)

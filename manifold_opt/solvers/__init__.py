@@ -1,11 +1,24 @@
 """Full-batch solvers: each one jitted lax.while_loop with stopping criteria, returning a
-SolverResult (see result.py)."""
+SolverResult (see result.py) whose stop_reason says honestly why it stopped."""
+from manifold_opt.solvers.arc import arc
 from manifold_opt.solvers.conjugate_gradient import conjugate_gradient
+from manifold_opt.solvers.cost import Cost
+from manifold_opt.solvers.frank_wolfe import frank_wolfe
+from manifold_opt.solvers.lbfgs import lbfgs
 from manifold_opt.solvers.result import SolverLog, SolverResult, StopReason, stop_reason_name
 from manifold_opt.solvers.steepest_descent import steepest_descent
 from manifold_opt.solvers.trust_regions import trust_regions
 
-__all__ = ["SolverLog", "SolverResult", "StopReason", "stop_reason_name", "conjugate_gradient", "steepest_descent", "trust_regions"]
-from manifold_opt.solvers.frank_wolfe import frank_wolfe  # noqa: E402
-
-__all__ += ["frank_wolfe"]
+__all__ = [
+    "Cost",
+    "SolverLog",
+    "SolverResult",
+    "StopReason",
+    "arc",
+    "conjugate_gradient",
+    "frank_wolfe",
+    "lbfgs",
+    "steepest_descent",
+    "stop_reason_name",
+    "trust_regions",
+]

@@ -1,6 +1,6 @@
 """Pieces shared by the Riemannian solvers: tangent-vector algebra over points that may be
 pytrees (Product manifolds) or batches of points (a product of copies), the Riemannian gradient
-by autodiff, the stopping test and the optional per-iteration log."""
+(autodiff, or the cost's own derivatives), the stopping test and the optional per-iteration log."""
 from __future__ import annotations
 
 import functools
@@ -13,6 +13,7 @@ import numpy as np
 from jax import lax
 
 from manifold_opt.manifolds.base import feasibility_tolerance
+from manifold_opt.solvers.cost import euclidean_value_and_grad
 from manifold_opt.solvers.result import SolverLog, SolverResult, StopReason
 
 
@@ -86,8 +87,9 @@ def check_concrete_args(owner: str, arguments: dict) -> None:
 
 
 def value_and_rgrad(cost, manifold, x):
-    """(f(x), egrad_to_rgrad(x, grad f(x))) with the Euclidean gradient by reverse-mode autodiff."""
-    value, egrad = jax.value_and_grad(cost)(x)
+    """(f(x), egrad_to_rgrad(x, grad f(x))) with the Euclidean gradient hand-written where the
+    cost is a `Cost` that has one, by reverse-mode autodiff otherwise."""
+    value, egrad = euclidean_value_and_grad(cost, x)
     return value, manifold.egrad_to_rgrad(x, egrad)
 
 

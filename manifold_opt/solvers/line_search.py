@@ -78,6 +78,11 @@ def search(cost, manifold, it, direction, slope, memory, rule, **armijo_options)
         t0 = adaptive_initial_step(manifold, it.x, direction, memory[0], memory[1], it.iteration)
     else:
         t0 = initial_step(manifold, it.x, direction, it.value, it.previous_value, slope, it.iteration)
+    return search_from(cost, manifold, it, direction, slope, t0, **armijo_options)
+
+
+def search_from(cost, manifold, it, direction, slope, t0, **armijo_options):
+    """`search` with the first trial step t0 given (quasi-Newton directions start at t0 = 1)."""
     y0 = manifold.retract(it.x, scale(t0, direction))
     f0, g0 = value_and_rgrad(cost, manifold, y0)
     t, y, fy, trials = armijo_backtracking(
@@ -89,4 +94,4 @@ def search(cost, manifold, it, direction, slope, memory, rule, **armijo_options)
         lambda: select(failed, it.grad, g0),
         lambda: value_and_rgrad(cost, manifold, y)[1],
     )
-    return y, fy, gy, (t.astype(memory[0].dtype), trials)
+    return y, fy, gy, (t.astype(it.grad_norm.dtype), trials)

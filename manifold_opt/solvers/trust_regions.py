@@ -7,12 +7,10 @@ by CG, stopped at the boundary, at negative curvature, or when
 rho = (f(x) - f(R_x(eta))) / (m(0) - m(eta)) > rho_prime; Delta shrinks by 4 when rho < 1/4 and
 doubles (up to max_radius) when rho > 3/4 at the boundary.
 
-Hessian-vector products by autodiff along the manifold: H[u] = Proj_x(D gradf(x)[u]), the
-derivative (forward-mode, through `jax.linearize`) of the Riemannian gradient as a function of
-the ambient point, projected. This is the Riemannian Hessian for Riemannian submanifolds of a
-Euclidean space (Sphere, Stiefel, O(n), Oblique) and for Grassmann's horizontal lift
-(Absil et al. 2008, §5.5); for other metrics (canonical Stiefel, Fisher-Birkhoff) it is a
-symmetric-part approximation, and TR then converges, but not superlinearly.
+Hessian-vector products: Hess f(x)[u] = manifold.ehess_to_rhess(x, egrad, ehvp(u), u), the exact
+Riemannian Hessian for every manifold and metric (Weingarten and connection terms included), from
+the Euclidean gradient and Hessian-vector product: the cost's own where it is a `Cost` that has
+them, else autodiff (the gradient linearized once per outer iteration, forward over reverse).
 """
 from __future__ import annotations
 
@@ -25,14 +23,14 @@ import jax.numpy as jnp
 from jax import lax
 
 from manifold_opt.solvers import common
+from manifold_opt.solvers.cost import euclidean_grad_and_hvp
 from manifold_opt.solvers.result import SolverResult
 
 
 def riemannian_hvp(cost, manifold, x):
-    """(f(x), grad f(x), u -> Hess f(x)[u]) with the HVP linearized once at x."""
-    rgrad = lambda z: common.value_and_rgrad(cost, manifold, z)  # noqa: E731
-    (value, grad), linear = jax.linearize(rgrad, x)
-    return value, grad, lambda u: manifold.proj(x, linear(u)[1])
+    """(grad f(x), u -> Hess f(x)[u]) with the Euclidean HVP prepared once at x."""
+    egrad, ehvp = euclidean_grad_and_hvp(cost, x)
+    return manifold.egrad_to_rgrad(x, egrad), lambda u: manifold.ehess_to_rhess(x, egrad, ehvp(u), u)
 
 
 class _CGState(NamedTuple):
@@ -127,7 +125,7 @@ def trust_regions(
     min_radius = jnp.finfo(dtype).eps * max_radius
 
     def step(it, radius):
-        _, _, hess = riemannian_hvp(cost, manifold, it.x)
+        _, hess = riemannian_hvp(cost, manifold, it.x)
         eta, h_eta, at_boundary = truncated_cg(
             manifold, it.x, it.grad, hess, radius, max_inner_iterations, kappa, theta
         )

@@ -17,6 +17,7 @@ from manifold_opt.manifolds import (
     Product,
     Sphere,
     Stiefel,
+    SymmetricPositiveDefinite,
 )
 
 # Shapes are shared across cases (n = 5 rows) so compiled kernels are reused between tests.
@@ -36,9 +37,10 @@ CASES = {
     "stiefel5x3_cayley_euclidean": Stiefel(5, 3, retraction="cayley"),
     "stiefel5x3_cayley_canonical": Stiefel(5, 3, retraction="cayley", metric="canonical"),
     "stiefel5x5_polar_euclidean": Stiefel(5, 5, retraction="polar"),
+    "spd5": SymmetricPositiveDefinite(5),
 }
 IDS = sorted(CASES)
-HAS_EXP = [i for i in IDS if isinstance(CASES[i], (Sphere, Oblique, Grassmann, OrthogonalGroup))]
+HAS_EXP = [i for i in IDS if isinstance(CASES[i], (Sphere, Oblique, Grassmann, OrthogonalGroup, SymmetricPositiveDefinite))]
 
 tmap = jax.tree_util.tree_map
 
@@ -83,6 +85,9 @@ def membership_residual(m, x):
     if isinstance(m, Birkhoff):
         sums = max(max_abs(jnp.sum(x, -1) - 1), max_abs(jnp.sum(x, -2) - 1))
         return sums + float(jnp.sum(jnp.maximum(-x, 0)))
+    if isinstance(m, SymmetricPositiveDefinite):
+        asym = max_abs(x - jnp.swapaxes(x, -1, -2))
+        return asym + max(0.0, -float(jnp.min(np.linalg.eigvalsh(np.asarray(x)))))
     raise TypeError(m)
 
 
@@ -101,6 +106,8 @@ def tangent_residual(m, x, u):
         return max_abs(jnp.swapaxes(x, -1, -2) @ u)
     if isinstance(m, Birkhoff):
         return max(max_abs(jnp.sum(u, -1)), max_abs(jnp.sum(u, -2)))
+    if isinstance(m, SymmetricPositiveDefinite):
+        return max_abs(u - jnp.swapaxes(u, -1, -2))
     raise TypeError(m)
 
 
@@ -262,6 +269,7 @@ def test_project_snaps_perturbed_points_back(name):
         (OrthogonalGroup(5), 10),
         (OrthogonalGroup(5, special=True), 10),
         (Birkhoff(4), 9),
+        (SymmetricPositiveDefinite(4), 10),
         (Product(Sphere(3), Stiefel(4, 2)), 7),
     ],
 )

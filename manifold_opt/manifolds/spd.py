@@ -1,0 +1,124 @@
+"""Symmetric positive definite matrices SPD(n) with the affine-invariant metric
+(Pennec, Fillard & Ayache 2006; Bhatia 2007, ch. 6)
+
+    <U, V>_X = tr(X^{-1} U X^{-1} V).
+
+Tangent vectors are symmetric matrices; proj(X, U) = sym(U) (skew matrices are orthogonal to
+symmetric ones in this metric), the Riemannian gradient is X sym(G) X. With X = L L^T (Cholesky;
+any factor gives the same results as X^{1/2}):
+
+    exp_X(U) = L expm(L^{-1} U L^{-T}) L^T,   log_X(Y) = L logm(L^{-1} Y L^{-T}) L^T,
+    dist(X, Y) = ||logm(L^{-1} Y L^{-T})||_F = sqrt(sum_i log^2 lambda_i(X, Y)).
+
+The retraction is the second-order R_X(U) = X + U + U X^{-1} U / 2 (Jeuris, Vandebril &
+Vandereycken 2012), which equals ((X + (X + U) X^{-1} (X + U)) / 2 and so is SPD for every
+symmetric U. Transport is the identity (all tangent spaces are the symmetric matrices).
+Riemannian Hessian, from the Christoffel term -sym(U X^{-1} V) of this metric:
+Hess f(X)[U] = X sym(H) X + sym(U sym(G) X) with G = egrad, H = ehvp.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import solve_triangular
+
+from manifold_opt.manifolds._matrix import sym, transpose
+from manifold_opt.manifolds.base import Manifold, check_positive_int
+
+
+def symmetric_function(a: jax.Array, fn) -> jax.Array:
+    """fn applied to the eigenvalues of the symmetric a: V diag(fn(w)) V^T."""
+    w, v = jnp.linalg.eigh(a)
+    return (v * fn(w)[..., None, :]) @ transpose(v)
+
+
+def _whiten(chol: jax.Array, u: jax.Array) -> jax.Array:
+    """L^{-1} U L^{-T} for the lower Cholesky factor L."""
+    left = solve_triangular(chol, u, lower=True)
+    return transpose(solve_triangular(chol, transpose(left), lower=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class SymmetricPositiveDefinite(Manifold):
+    """n x n symmetric positive definite matrices with the affine-invariant metric."""
+
+    n: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "n", check_positive_int("SymmetricPositiveDefinite", "n", self.n))
+
+    @property
+    def shape(self):
+        return (self.n, self.n)
+
+    @property
+    def dim(self):
+        return self.n * (self.n + 1) // 2
+
+    @property
+    def typical_dist(self):
+        return math.sqrt(self.dim)
+
+    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+        """expm of a symmetric Gaussian matrix with entries of variance 1/n."""
+        g = jax.random.normal(key, tuple(batch_shape) + self.shape, dtype)
+        return symmetric_function(sym(g) / math.sqrt(self.n), jnp.exp)
+
+    def proj(self, x, u):
+        self.check_points(x=x, u=u)
+        return sym(u)
+
+    def egrad_to_rgrad(self, x, egrad):
+        self.check_points(x=x, egrad=egrad)
+        return x @ sym(egrad) @ x
+
+    def inner(self, x, u, v):
+        self.check_points(x=x, u=u, v=v)
+        chol = jnp.linalg.cholesky(x)
+        return jnp.sum(_whiten(chol, u) * transpose(_whiten(chol, v)), axis=(-2, -1))
+
+    def retract(self, x, u):
+        self.check_points(x=x, u=u)
+        u = sym(u)
+        w = solve_triangular(jnp.linalg.cholesky(x), u, lower=True)
+        return sym(x + u + transpose(w) @ w / 2)
+
+    def transport(self, x, y, v):
+        self.check_points(x=x, y=y, v=v)
+        return sym(v)
+
+    def project(self, x):
+        """Nearest symmetric matrix with eigenvalues floored at eps * max |eigenvalue|."""
+        self.check_point(x)
+        s = sym(x)
+        w, v = jnp.linalg.eigh(s)
+        floor = jnp.finfo(x.dtype).eps * jnp.max(jnp.abs(w), axis=-1, keepdims=True)
+        return sym((v * jnp.maximum(w, floor)[..., None, :]) @ transpose(v))
+
+    def feasibility(self, x):
+        """||X - X^T||_F plus the negative part of the smallest eigenvalue of sym(X)."""
+        self.check_point(x)
+        asym = jnp.linalg.norm(x - transpose(x), axis=(-2, -1))
+        return asym + jnp.maximum(-jnp.linalg.eigvalsh(sym(x))[..., 0], 0)
+
+    def exp(self, x, u):
+        self.check_points(x=x, u=u)
+        chol = jnp.linalg.cholesky(x)
+        return sym(chol @ symmetric_function(sym(_whiten(chol, u)), jnp.exp) @ transpose(chol))
+
+    def log(self, x, y):
+        self.check_points(x=x, y=y)
+        chol = jnp.linalg.cholesky(x)
+        return sym(chol @ symmetric_function(sym(_whiten(chol, y)), jnp.log) @ transpose(chol))
+
+    def dist(self, x, y):
+        self.check_points(x=x, y=y)
+        w = jnp.linalg.eigvalsh(sym(_whiten(jnp.linalg.cholesky(x), y)))
+        return jnp.sqrt(jnp.sum(jnp.log(w) ** 2, axis=-1))
+
+    def ehess_to_rhess(self, x, egrad, ehvp, u):
+        self.check_points(x=x, egrad=egrad, ehvp=ehvp, u=u)
+        return x @ sym(ehvp) @ x + sym(u @ sym(egrad) @ x)
