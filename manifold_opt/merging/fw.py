@@ -39,6 +39,7 @@ import numpy as np
 from manifold_opt.merging.baselines import task_arithmetic
 from manifold_opt.merging.pool import check_candidates, stream
 from manifold_opt.merging.soft import check_soft_options, soft_merge
+from manifold_opt.transforms.frank_wolfe import fw_agnostic_schedule
 
 MODES = ("hard", "soft")
 GRANULARITIES = ("task", "layer")
@@ -160,7 +161,7 @@ def _hard(pretrained, candidates, n, loss_fn, proxy_data, granularity, relevance
             best, vertex, better, inner = _lmo_step(best, vertex, grad, pretrained, candidate, granularity, relevance)
             better, inners[i] = jax.device_get((better, inner))
             selected[t, better] = i
-        gamma = 2.0 / (t + 2) * step_scale
+        gamma = float(fw_agnostic_schedule()(t)) * step_scale
         theta, offset = _step_toward(theta, vertex, jnp.asarray(gamma), grad, pretrained)
         lmo = inners.sum(1).min() if granularity == "task" else inners.min(0).sum()
         gaps.append(float(offset) - lmo)
