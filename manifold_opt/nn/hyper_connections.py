@@ -30,7 +30,9 @@ class HyperConnections(nnx.Module):
     "stiefel" | "grassmann" | "spectral_sphere" (sHC). `dim` (d) is needed only when
     `dynamic`. `layer_index` k picks HC's initial branch input stream k mod n. `rank` is the
     grassmann rank p (default n - 1); `sinkhorn_iters`, `implicit_diff` configure birkhoff,
-    `power_iters` the sHC power iteration per call.
+    `power_iters` the sHC power iteration per call. Sinkhorn stops at tolerance
+    (1e-6 in float32) or `sinkhorn_iters` sweeps (mHC uses 20, which misses 1e-5 once trained
+    mixers grow sharp; unrolled differentiation always runs all sweeps).
     """
 
     def __init__(
@@ -42,7 +44,7 @@ class HyperConnections(nnx.Module):
         dim: int | None = None,
         layer_index: int = 0,
         rank: int | None = None,
-        sinkhorn_iters: int = 20,
+        sinkhorn_iters: int = 1000,
         implicit_diff: bool = True,
         power_iters: int = 2,
         riemannian: bool = False,
@@ -73,10 +75,9 @@ class HyperConnections(nnx.Module):
     def _residual(self, raw):
         if self.riemannian:
             return self.spec.from_point(raw)
-        v0 = self.power_v.value if self.spec.name == "spectral_sphere" else None
-        res, v = self.spec.residual(raw, v0)
-        if self.spec.name == "spectral_sphere" and raw.ndim == 2:
-            self.power_v.value = jax.lax.stop_gradient(v)
+        if self.spec.name != "spectral_sphere":
+            return self.spec.residual(raw)[0]
+        res, self.power_v[...] = self.spec.warm_residual(self.residual[...], raw, self.power_v[...])
         return res
 
     def residual_matrix(self, h: jax.Array | None = None) -> jax.Array:
@@ -91,7 +92,7 @@ class HyperConnections(nnx.Module):
         if self.spec.name == "identity":
             n = self.spec.n
             return jnp.full((n,), 1.0 / n), jnp.ones((n,))
-        return self.spec.width(self.pre.value, self.post.value)
+        return self.spec.width(self.pre[...], self.post[...])
 
     def __call__(self, h: jax.Array, block) -> jax.Array:
         check_streams(h, self.spec.n, "HyperConnections")
@@ -102,14 +103,15 @@ class HyperConnections(nnx.Module):
 
     def _coefficients(self, h=None):
         """(h_pre, h_post, H_res), per token when dynamic and h is given."""
-        raw_pre, raw_post, raw_res = self.pre.value, self.post.value, self.residual.value
+        raw_pre, raw_post, raw_res = self.pre[...], self.post[...], self.residual[...]
         if self.dynamic and h is not None:
-            a = self.alpha.value
-            raw_pre = dynamic_raw(h, raw_pre, self.phi_pre.value, a[0])
-            raw_post = dynamic_raw(h, raw_post, self.phi_post.value, a[1])
-            raw_res = dynamic_raw(h, raw_res, self.phi_res.value, a[2])
+            a = self.alpha[...]
+            raw_pre = dynamic_raw(h, raw_pre, self.phi_pre[...], a[0])
+            raw_post = dynamic_raw(h, raw_post, self.phi_post[...], a[1])
+            raw_res = dynamic_raw(h, raw_res, self.phi_res[...], a[2])
         pre, post = self.spec.width(raw_pre, raw_post)
         return pre, post, self._residual(raw_res)
+
 
 def check_options(spec: MixerSpec, dynamic, dim, layer_index, riemannian, where: str) -> None:
     """ValueError naming `where` for options the mixer spec does not cover."""

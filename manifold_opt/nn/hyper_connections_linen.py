@@ -27,7 +27,7 @@ class HyperConnections(nn.Module):
     dim: int | None = None
     layer_index: int = 0
     rank: int | None = None
-    sinkhorn_iters: int = 20
+    sinkhorn_iters: int = 1000
     implicit_diff: bool = True
     power_iters: int = 2
     riemannian: bool = False
@@ -58,12 +58,17 @@ class HyperConnections(nn.Module):
                 raw_pre = dynamic_raw(h, raw_pre, self.param("phi_pre", zeros(n)), alpha[0])
                 raw_post = dynamic_raw(h, raw_post, self.param("phi_post", zeros(n)), alpha[1])
                 raw_res = dynamic_raw(h, raw_res, self.param("phi_res", zeros(n * n)), alpha[2])
-            v0 = None
             if spec.name == "spectral_sphere":
-                power = self.variable("power_iteration", "v", lambda: spec.power_init(self.make_rng("params"), dtype))
-                v0 = power.value
-            res, v = spec.residual(raw_res, v0)
-            if spec.name == "spectral_sphere" and raw_res.ndim == 2 and self.is_mutable_collection("power_iteration"):
-                power.value = jax.lax.stop_gradient(v)
+                res = self._spectral_sphere(spec, raw_res)
+            else:
+                res = spec.residual(raw_res)[0]
         pre, post = spec.width(raw_pre, raw_post)
         return mix(h, block, pre, post, res)
+
+    def _spectral_sphere(self, spec, raw):
+        """sHC by `MixerSpec.warm_residual`; the iterate is stored when the collection is mutable."""
+        power = self.variable("power_iteration", "v", lambda: spec.power_init(self.make_rng("params"), self.param_dtype))
+        res, v = spec.warm_residual(self.get_variable("params", "residual"), raw, power.value)
+        if self.is_mutable_collection("power_iteration"):
+            power.value = v
+        return res

@@ -42,6 +42,7 @@ RIEMANNIAN_MIXERS = ("birkhoff", "orthostochastic", "stiefel", "grassmann")
 BIRKHOFF_INIT_LOGIT = 4.0  # Z = 4 I: H_res near the identity (diagonal ~0.95 at n = 4)
 ORTHOSTOCHASTIC_INIT_SCALE = 0.1  # Q * Q has zero gradient at Q = I: start off that saddle
 PRE_INIT_LOGIT = 2.0  # h_pre = sigmoid(+-2): mostly stream k mod n, as HC's e_(k mod n)
+TOKEN_POWER_ITERS = 50  # sHC power sweeps for per-token (dynamic) mixers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +52,7 @@ class MixerSpec:
     name: str
     n: int
     rank: int | None = None
-    sinkhorn_iters: int = 20
+    sinkhorn_iters: int = 1000
     implicit_diff: bool = True
     power_iters: int = 2
     where: str = "HyperConnections"
@@ -130,6 +131,16 @@ class MixerSpec:
             return raw / sigma[..., None, None], v
         q = linalg.cayley(raw - jnp.swapaxes(raw, -1, -2))
         return self.from_point(q), v0
+
+    def warm_residual(self, static, raw, v):
+        """sHC with a warm start: (H_res of raw, the new iterate). The static mixer advances the
+        iterate v by `power_iters` sweeps; per-token mixers raw (..., n, n), which cannot be
+        warm-started across steps, start from it with TOKEN_POWER_ITERS sweeps."""
+        res, v = self.residual(static, v)
+        v = jax.lax.stop_gradient(v)
+        if raw.ndim == 2:
+            return res, v
+        return dataclasses.replace(self, power_iters=TOKEN_POWER_ITERS).residual(raw, v)[0], v
 
     def from_point(self, x):
         """H_res from a point of the mixer's manifold: Q (orthogonal) or U (n x p, orthonormal)
