@@ -9,6 +9,7 @@ import importlib
 EXPERIMENTS = {
     "quickstart": "experiments.quickstart",
     "char_lm": "experiments.char_lm",
+    "hyperconnections": "experiments.hyperconnections",
 }
 
 

@@ -26,3 +26,12 @@ from manifold_opt.transforms import (
 )
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """`mo.nn` (Flax modules) is imported on first use, so the core never imports Flax."""
+    if name == "nn":
+        import importlib
+
+        return importlib.import_module("manifold_opt.nn")
+    raise AttributeError(f"module 'manifold_opt' has no attribute {name!r}")
