@@ -100,7 +100,7 @@ class MLP(nnx.Module):
 class GridTransformer(nnx.Module):
     """Token + position embedding, `layers` x (attention, MLP) each in a hyper-connection."""
 
-    def __init__(self, config, mixer: str, layers: int, d: int, rngs: nnx.Rngs):
+    def __init__(self, config, mixer: str, layers: int, d: int, rngs: nnx.Rngs, dynamic: bool = False):
         self.n = 1 if mixer == "identity" else config.n_streams
         length, vocab = 1 + config.grid**2, config.colors + len(config.tasks)
         self.embed = nnx.Embed(vocab, d, rngs=rngs)
@@ -111,7 +111,7 @@ class GridTransformer(nnx.Module):
             block = Attention(d, config.num_heads, rngs) if i % 2 == 0 else MLP(d, config.mlp_ratio, rngs)
             self.blocks.append(block)
             self.hcs.append(mo.nn.HyperConnections(self.n, mixer=mixer, layer_index=i, power_iters=config.power_iters,
-                                                   rngs=rngs))
+                                                   dynamic=dynamic, dim=d, rngs=rngs))
         self.norm = nnx.RMSNorm(d, rngs=rngs)
         self.head = nnx.Linear(d, config.colors, rngs=rngs)
 
@@ -159,9 +159,9 @@ def validate(config) -> None:
         raise ValueError(f"config.density: expected a number in (0, 1), got {config.density!r}")
 
 
-def build(config, mixer, layers, d, seed):
+def build(config, mixer, layers, d, seed, dynamic=False):
     """(params, rest, graphdef, loss_fn) of a fresh model."""
-    model = GridTransformer(config, mixer, layers, d, nnx.Rngs(seed))
+    model = GridTransformer(config, mixer, layers, d, nnx.Rngs(seed), dynamic)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
     def loss_fn(params, batch):
