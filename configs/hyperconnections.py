@@ -25,7 +25,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.num_layers = 4  # transformer blocks; each has an attention and an MLP hyper-connection
     c.mlp_ratio = 2
     c.learning_rate = 3e-3
-    c.power_iters = 10  # sHC: the harness keeps params only, so the iterate restarts every step
+    c.power_iters = 0  # sHC: 0 = exact top singular pair by SVD (the harness carries params only,
+    # so a warm-started power iterate would restart cold every step)
     c.num_steps = 1500
     c.batch_size = 64
     c.eval_every = 100
@@ -40,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.stress_steps = 200
     c.quick_overrides = ml_collections.ConfigDict(
         dict(
-            mixers=("identity", "birkhoff"),
+            mixers=("identity", "spectral_sphere"),
             seeds=(0,),
             grid=3,
             d_model=8,

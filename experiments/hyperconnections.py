@@ -110,7 +110,7 @@ class GridTransformer(nnx.Module):
         for i in range(2 * layers):
             block = Attention(d, config.num_heads, rngs) if i % 2 == 0 else MLP(d, config.mlp_ratio, rngs)
             self.blocks.append(block)
-            self.hcs.append(mo.nn.HyperConnections(self.n, mixer=mixer, layer_index=i, power_iters=config.power_iters,
+            self.hcs.append(mo.nn.HyperConnections(self.n, mixer=mixer, layer_index=i, power_iters=config.power_iters or None,
                                                    dynamic=dynamic, dim=d, rngs=rngs))
         self.norm = nnx.RMSNorm(d, rngs=rngs)
         self.head = nnx.Linear(d, config.colors, rngs=rngs)
@@ -146,7 +146,8 @@ def validate(config) -> None:
         raise ValueError(f"config.tasks: expected tasks among {list(TASKS)}, got {tuple(config.tasks)!r}")
     if not config.seeds or not all(isinstance(s, int) and s >= 0 for s in config.seeds):
         raise ValueError(f"config.seeds: expected nonnegative ints, got {tuple(config.seeds)!r}")
-    for key in ("n_streams", "grid", "d_model", "num_heads", "num_layers", "mlp_ratio", "power_iters", "eval_every",
+    checks.check_int(config, "power_iters", minimum=0)
+    for key in ("n_streams", "grid", "d_model", "num_heads", "num_layers", "mlp_ratio", "eval_every",
                 "eval_size", "stress_layers", "stress_d_model", "stress_steps"):
         checks.check_int(config, key)
     checks.check_int(config, "colors", minimum=3)
@@ -165,7 +166,7 @@ def build(config, mixer, layers, d, seed, dynamic=False):
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
     def loss_fn(params, batch):
-        logits = nnx.merge(graphdef, params, rest)(batch["tokens"])
+        logits = nnx.merge(graphdef, params, rest, copy=True)(batch["tokens"])  # copy: sHC may set its iterate
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"]).mean()
         exact = jnp.all(jnp.argmax(logits, -1) == batch["targets"], axis=-1)
         return loss, {"exact_match": jnp.mean(exact)}
@@ -177,12 +178,16 @@ def diagnostics(graphdef, params, rest, tokens) -> dict:
     """Composite gain, constraint residual and trunk Jacobian singular values of one model."""
     model = nnx.merge(graphdef, params, rest)
     matrices = model.residual_matrices()
+
+    def trunk(x):  # a fresh module inside the trace: sHC may update its power iterate there
+        return nnx.merge(graphdef, params, rest, copy=True).trunk(x)
+
     rows, spectral = mo.nn.composite_gain(matrices.astype(jnp.float32))
     spec = model.hcs[0].spec
     residual = max(float(jnp.max(hc.spec.feasibility(m))) for hc, m in zip(model.hcs, matrices))
     if spec.name == "spectral_sphere":  # judge sHC by the exact norm, not its own estimate
         residual = float(jnp.max(jnp.abs(jnp.linalg.norm(matrices, ord=2, axis=(-2, -1)) - 1)))
-    sv = mo.nn.jacobian_spectrum(model.trunk, model.embed_tokens(tokens))
+    sv = mo.nn.jacobian_spectrum(trunk, model.embed_tokens(tokens))
     return {"gain_rows": float(rows[-1]), "gain_spectral": float(spectral[-1]), "constraint": residual,
             "gain_curve": np.asarray(rows).tolist(), "singular_values": np.asarray(sv)}
 
@@ -251,7 +256,7 @@ def summarize(runs) -> dict:
     for key, values in {
         "test_loss": [r[3]["test/loss"] for r in runs],
         "exact_match": [r[3]["test/exact_match"] for r in runs],
-        "step_ms": [1e3 / max(r[0].steps_per_second, 1e-12) for r in runs],
+        "step_ms": [1e3 / r[0].steps_per_second if r[0].steps_per_second else math.nan for r in runs],
         "gain_init": [r[1]["gain_rows"] for r in runs],
         "gain_trained": [r[2]["gain_rows"] for r in runs],
         "spectral_gain_trained": [r[2]["gain_spectral"] for r in runs],

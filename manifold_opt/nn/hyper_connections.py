@@ -30,7 +30,7 @@ class HyperConnections(nnx.Module):
     "stiefel" | "grassmann" | "spectral_sphere" (sHC). `dim` (d) is needed only when
     `dynamic`. `layer_index` k picks HC's initial branch input stream k mod n. `rank` is the
     grassmann rank p (default n - 1); `sinkhorn_iters`, `implicit_diff` configure birkhoff,
-    `power_iters` the sHC power iteration per call. Sinkhorn stops at tolerance
+    `power_iters` the sHC power iteration per call (None: exact, by SVD). Sinkhorn stops at tolerance
     (1e-6 in float32) or `sinkhorn_iters` sweeps (mHC uses 20, which misses 1e-5 once trained
     mixers grow sharp; unrolled differentiation always runs all sweeps).
     """
@@ -46,7 +46,7 @@ class HyperConnections(nnx.Module):
         rank: int | None = None,
         sinkhorn_iters: int = 1000,
         implicit_diff: bool = True,
-        power_iters: int = 2,
+        power_iters: int | None = 2,
         riemannian: bool = False,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,

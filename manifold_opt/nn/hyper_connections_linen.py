@@ -29,7 +29,7 @@ class HyperConnections(nn.Module):
     rank: int | None = None
     sinkhorn_iters: int = 1000
     implicit_diff: bool = True
-    power_iters: int = 2
+    power_iters: int | None = 2
     riemannian: bool = False
     param_dtype: Any = jnp.float32
 

@@ -22,7 +22,9 @@ family maps an unconstrained raw matrix Z to H_res:
   other n - p stream directions are forgotten each layer and refilled by h_post.
 - "spectral_sphere" (sHC): H_res = Z / sigma_max(Z) (negative entries allowed), sigma_max by a
   warm-started power iteration (`linalg.top_singular`) whose singular vectors are held constant
-  in the derivative (Miyato et al. 2018), so d sigma = u^T dZ v.
+  in the derivative (Miyato et al. 2018), so d sigma = u^T dZ v. `power_iters=None` takes the
+  exact pair from an SVD instead (for training loops that do not carry the iterate: near the
+  identity init the singular values are nearly equal and a cold power iteration is slow).
 
 All constrained families (not HC) use mHC's width maps h_pre = sigmoid(.), h_post = 2 sigmoid(.).
 Nothing here imports Flax: the NNX and linen modules share these functions.
@@ -54,13 +56,13 @@ class MixerSpec:
     rank: int | None = None
     sinkhorn_iters: int = 1000
     implicit_diff: bool = True
-    power_iters: int = 2
+    power_iters: int | None = 2
     where: str = "HyperConnections"
 
     def __post_init__(self):
         if self.name not in MIXERS:
             raise ValueError(f"{self.where}: mixer must be one of {list(MIXERS)}, got {self.name!r}")
-        for key in ("n", "sinkhorn_iters", "power_iters"):
+        for key in ("n", "sinkhorn_iters") + (("power_iters",) if self.power_iters is not None else ()):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{self.where}: {'n_streams' if key == 'n' else key} must be a positive int, got {value!r}")
@@ -124,8 +126,12 @@ class MixerSpec:
             p = linalg.sinkhorn(raw.astype(compute), num_iters=self.sinkhorn_iters, implicit_diff=self.implicit_diff)
             return p.astype(raw.dtype), v0
         if name == "spectral_sphere":
-            v0 = jnp.broadcast_to(v0, raw.shape[:-1]).astype(raw.dtype)
-            _, u, v = linalg.top_singular(jax.lax.stop_gradient(raw), num_iters=self.power_iters, v0=v0)
+            if self.power_iters is None:  # exact top singular pair (SVD), no warm start needed
+                left, _, right = jnp.linalg.svd(jax.lax.stop_gradient(raw))
+                u, v = left[..., :, 0], right[..., 0, :]
+            else:
+                v0 = jnp.broadcast_to(v0, raw.shape[:-1]).astype(raw.dtype)
+                _, u, v = linalg.top_singular(jax.lax.stop_gradient(raw), num_iters=self.power_iters, v0=v0)
             u, v = jax.lax.stop_gradient(u), jax.lax.stop_gradient(v)
             sigma = jnp.einsum("...i,...ij,...j->...", u, raw, v)
             return raw / sigma[..., None, None], v
@@ -140,7 +146,8 @@ class MixerSpec:
         v = jax.lax.stop_gradient(v)
         if raw.ndim == 2:
             return res, v
-        return dataclasses.replace(self, power_iters=TOKEN_POWER_ITERS).residual(raw, v)[0], v
+        token_iters = None if self.power_iters is None else TOKEN_POWER_ITERS
+        return dataclasses.replace(self, power_iters=token_iters).residual(raw, v)[0], v
 
     def from_point(self, x):
         """H_res from a point of the mixer's manifold: Q (orthogonal) or U (n x p, orthonormal)
