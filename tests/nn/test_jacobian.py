@@ -27,9 +27,9 @@ def test_free_product_of_marchenko_pastur_laws_is_fuss_catalan():
         np.testing.assert_allclose(free_multiplicative_convolution(*[catalan] * copies), fuss, rtol=1e-12)
 
 
-def family_mixer(name, key, n):
-    """A random mixer of the family: its constrained image of a random raw matrix."""
-    raw = jax.random.normal(key, (n, n), jnp.float64)
+def family_mixers(name, key, n, count):
+    """`count` random mixers of the family: its constrained images of random raw matrices."""
+    raw = jax.random.normal(key, (count, n, n), jnp.float64)
     if name == "unconstrained":
         raw = jnp.eye(n) + 0.3 * raw
     return mixers.MixerSpec(name, n).residual(raw, jnp.ones(n) / np.sqrt(n))[0]
@@ -68,7 +68,7 @@ def test_prediction_matches_measured_spectra_of_random_linear_stacks():
     free from commuting factors."""
     for i, family in enumerate(("stiefel", "birkhoff", "grassmann", "spectral_sphere", "unconstrained",
                                 "orthostochastic")):
-        ms = jnp.stack([family_mixer(family, k, N) for k in jax.random.split(jax.random.PRNGKey(i), DEPTH)])
+        ms = family_mixers(family, jax.random.PRNGKey(i), N, DEPTH)
         measured = np.asarray(measured_moments(ms, jax.random.PRNGKey(100 + i)))
         predicted = mo.nn.predict_jacobian_spectrum(ms, num_moments=2)
         deviation = np.abs(measured / predicted - 1)
