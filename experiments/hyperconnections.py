@@ -110,8 +110,8 @@ class GridTransformer(nnx.Module):
         for i in range(2 * layers):
             block = Attention(d, config.num_heads, rngs) if i % 2 == 0 else MLP(d, config.mlp_ratio, rngs)
             self.blocks.append(block)
-            self.hcs.append(mo.nn.HyperConnections(self.n, mixer=mixer, layer_index=i, power_iters=config.power_iters or None,
-                                                   dynamic=dynamic, dim=d, rngs=rngs))
+            self.hcs.append(mo.nn.HyperConnections(self.n, mixer=mixer, layer_index=i, dynamic=dynamic, dim=d,
+                                                   power_iters=config.power_iters or None, rngs=rngs))
         self.norm = nnx.RMSNorm(d, rngs=rngs)
         self.head = nnx.Linear(d, config.colors, rngs=rngs)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from manifold_opt.nn.hyper_connections import DYNAMIC_ALPHA_INIT, check_options, check_streams
@@ -67,7 +66,8 @@ class HyperConnections(nn.Module):
 
     def _spectral_sphere(self, spec, raw):
         """sHC by `MixerSpec.warm_residual`; the iterate is stored when the collection is mutable."""
-        power = self.variable("power_iteration", "v", lambda: spec.power_init(self.make_rng("params"), self.param_dtype))
+        init = lambda: spec.power_init(self.make_rng("params"), self.param_dtype)  # noqa: E731
+        power = self.variable("power_iteration", "v", init)
         res, v = spec.warm_residual(self.get_variable("params", "residual"), raw, power.value)
         if self.is_mutable_collection("power_iteration"):
             power.value = v

@@ -65,7 +65,8 @@ class MixerSpec:
         for key in ("n", "sinkhorn_iters") + (("power_iters",) if self.power_iters is not None else ()):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{self.where}: {'n_streams' if key == 'n' else key} must be a positive int, got {value!r}")
+                name = "n_streams" if key == "n" else key
+                raise ValueError(f"{self.where}: {name} must be a positive int, got {value!r}")
         if self.rank is not None:
             if self.name != "grassmann":
                 raise ValueError(f"{self.where}: rank applies to the 'grassmann' mixer only, got mixer={self.name!r}")
@@ -229,7 +230,8 @@ def mix(h, block, pre, post, res):
         return h + y[..., None, :]
     x = jnp.einsum("...n,...nd->...d", pre.astype(h.dtype), h)
     y = block(x)
-    return jnp.einsum("...ij,...jd->...id", res.astype(h.dtype), h) + post.astype(h.dtype)[..., :, None] * y[..., None, :]
+    mixed = jnp.einsum("...ij,...jd->...id", res.astype(h.dtype), h)
+    return mixed + post.astype(h.dtype)[..., :, None] * y[..., None, :]
 
 
 def expand_streams(x, n: int):

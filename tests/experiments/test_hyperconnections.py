@@ -35,7 +35,8 @@ def test_quick_run_trains_every_mixer_and_writes_tables_and_plots(tmp_path):
         losses = [r["train/loss"] for r in history if "train/loss" in r]
         assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]  # it learns
         assert results[f"{mixer}/constraint"] <= 1e-5
-    assert results["identity/gain_trained"] == 1.0 and results["spectral_sphere/gain_init"] == pytest.approx(1.0, abs=1e-5)
+    assert results["identity/gain_trained"] == 1.0
+    assert results["spectral_sphere/gain_init"] == pytest.approx(1.0, abs=1e-5)
     assert results["spectral_sphere/params"] == results["identity/params"] + 2 * (16 + 8)  # n^2 + 2n per connection
     assert "| spectral_sphere |" in (tmp_path / "results.md").read_text()
     for name in ("curves.png", "composite_gain.png", "jacobian_spectra.png"):

@@ -2,11 +2,11 @@
 implicit Sinkhorn gradients match unrolled ones and finite differences, implicit memory is flat."""
 import jax
 import jax.numpy as jnp
+import flax.linen as nn
 import numpy as np
-import optax
 import pytest
 from flax import nnx
-import flax.linen as nn
+from jax.flatten_util import ravel_pytree
 
 import manifold_opt as mo
 from manifold_opt.nn import mixers
@@ -152,8 +152,8 @@ def test_implicit_sinkhorn_gradient_matches_unrolled_and_finite_differences():
     g_u = jax.jit(jax.grad(loss_u))(params)
     for a, b in zip(jax.tree.leaves(g_i), jax.tree.leaves(g_u)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.max(np.abs(b)))
-    flat, unravel = jax.flatten_util.ravel_pytree(params)
-    g_flat = jax.flatten_util.ravel_pytree(g_i)[0]
+    flat, unravel = ravel_pytree(params)
+    g_flat = ravel_pytree(g_i)[0]
     f = jax.jit(lambda v: loss_i(unravel(v)))
     for k in range(3):  # central differences along random directions, float64
         u = jax.random.normal(jax.random.PRNGKey(10 + k), flat.shape, jnp.float64)
