@@ -13,6 +13,7 @@ EXPERIMENTS = {
     "continual": "experiments.continual",
     "odice": "experiments.odice",
     "dictionary_learning": "experiments.dictionary_learning",
+    "hyperconnections": "experiments.hyperconnections",
 }
 
 

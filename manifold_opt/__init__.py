@@ -2,17 +2,28 @@
 
     import manifold_opt as mo
 """
-from manifold_opt import linalg, manifolds, parallel, solvers, transforms
+from manifold_opt import linalg, manifolds, merging, parallel, sets, solvers, transforms
+from manifold_opt.manifolds.params import partition_labels, project_params
 from manifold_opt.manifolds.tree import manifold_tree
 from manifold_opt.transforms import (
     auon,
     conda,
+    frank_wolfe,
+    fw_agnostic_schedule,
+    fw_momentum_schedule,
     hybrid_auon,
+    matrix_rules,
     muon,
     normuon,
+    orthogonal_gradient,
+    pcgrad,
+    project_out,
     project_to_tangent,
+    protect_from_inputs,
+    protect_from_weights,
     retract,
     riemannian_adam,
+    riemannian_partition,
     riemannian_sgd,
     root,
     scale_by_auon,
@@ -24,25 +35,8 @@ from manifold_opt.transforms import (
     scale_by_spectral_clip,
     spectral_clip,
 )
-from manifold_opt.transforms import matrix_rules
-
-from manifold_opt import merging  # noqa: E402
-
-from manifold_opt import sets  # noqa: E402
-from manifold_opt.transforms import frank_wolfe, fw_agnostic_schedule, fw_momentum_schedule  # noqa: E402
 
 __version__ = "0.1.0"
-
-from manifold_opt.manifolds.params import partition_labels, project_params  # noqa: E402
-from manifold_opt.transforms.partition import riemannian_partition  # noqa: E402
-
-from manifold_opt.transforms import (  # noqa: E402  (orthogonal-gradient rules)
-    orthogonal_gradient,
-    pcgrad,
-    project_out,
-    protect_from_inputs,
-    protect_from_weights,
-)
 
 
 def __getattr__(name):

@@ -1,13 +1,17 @@
-"""Riemannian manifolds: static, hashable geometry objects (see base.Manifold)."""
+"""Riemannian manifolds: static, hashable geometry objects (see base.Manifold), and the manifold
+trees that say which parameters live on which manifold (tree.py, params.py)."""
 from manifold_opt.manifolds.base import Manifold
 from manifold_opt.manifolds.birkhoff import Birkhoff
 from manifold_opt.manifolds.euclidean import Euclidean
 from manifold_opt.manifolds.grassmann import Grassmann
 from manifold_opt.manifolds.oblique import Oblique
 from manifold_opt.manifolds.orthogonal import OrthogonalGroup
+from manifold_opt.manifolds.params import partition_labels, project_params
 from manifold_opt.manifolds.product import Product
+from manifold_opt.manifolds.spd import SymmetricPositiveDefinite
 from manifold_opt.manifolds.sphere import Sphere
 from manifold_opt.manifolds.stiefel import Stiefel
+from manifold_opt.manifolds.tree import check_manifold_tree, manifold_tree, map_manifold_tree
 
 __all__ = [
     "Birkhoff",
@@ -19,16 +23,10 @@ __all__ = [
     "Product",
     "Sphere",
     "Stiefel",
+    "SymmetricPositiveDefinite",
+    "check_manifold_tree",
+    "manifold_tree",
+    "map_manifold_tree",
+    "partition_labels",
+    "project_params",
 ]
-
-from manifold_opt.manifolds.tree import check_manifold_tree, manifold_tree, map_manifold_tree  # noqa: E402
-
-__all__ += ["check_manifold_tree", "manifold_tree", "map_manifold_tree"]
-
-from manifold_opt.manifolds.spd import SymmetricPositiveDefinite  # noqa: E402
-
-__all__ += ["SymmetricPositiveDefinite"]
-
-from manifold_opt.manifolds.params import partition_labels, project_params  # noqa: E402
-
-__all__ += ["partition_labels", "project_params"]

@@ -53,7 +53,7 @@ class Birkhoff(Manifold):
     """
 
     n: int
-    sinkhorn_iters: int = 200
+    sinkhorn_iters: int = 10000
 
     def __post_init__(self):
         object.__setattr__(self, "n", check_positive_int("Birkhoff", "n", self.n))
