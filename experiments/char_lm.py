@@ -20,7 +20,6 @@ initialization on the same batches (warmup + cosine schedule). Reported: final v
 from __future__ import annotations
 
 import glob
-import json
 import math
 import os
 
@@ -37,7 +36,7 @@ from experiments import harness
 from experiments.harness import config as checks
 
 OPTIMIZERS = ("adamw", "muon", "auon", "hybrid_auon", "normuon", "conda", "root")
-RESULTS_MD, RESULTS_JSON, PLOT = "results.md", "results.json", "val_loss.png"
+PLOT = "val_loss.png"
 
 
 class Block(nnx.Module):
@@ -310,10 +309,6 @@ def table(names, results, config) -> str:
 
 def write_tables(workdir: str, names, results: dict, sweep: dict, config) -> None:
     """Print the table and write it to results.md, with the sweeps, to results.json."""
-    text = table(names, results, config)
-    print(text)
-    with open(os.path.join(workdir, RESULTS_MD), "w") as f:
-        f.write(text + "\n")
     rows = [
         {
             "optimizer": name,
@@ -325,5 +320,5 @@ def write_tables(workdir: str, names, results: dict, sweep: dict, config) -> Non
         }
         for name in names
     ]
-    with open(os.path.join(workdir, RESULTS_JSON), "w") as f:
-        json.dump({"num_steps": config.num_steps, "sweep_steps": config.sweep_steps, "rows": rows}, f, indent=2)
+    payload = {"num_steps": config.num_steps, "sweep_steps": config.sweep_steps, "rows": rows}
+    harness.write_results(workdir, table(names, results, config), payload)

@@ -25,7 +25,6 @@ average accuracy mean_j A[T-1, j] and forgetting mean_{j<T-1} (max_{i<T-1} A[i, 
 """
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -43,7 +42,7 @@ BENCHMARKS = ("permuted", "split")
 METHODS = ("finetune", "gpm", "sculpt", "fedavg", "fot")
 FEDERATED = ("fedavg", "fot")
 LAYERS = ("fc1", "fc2", "head")
-RESULTS_MD, RESULTS_JSON, PLOT = "results.md", "results.json", "forgetting.png"
+PLOT = "forgetting.png"
 
 
 def validate(config) -> None:
@@ -284,9 +283,4 @@ def write_tables(workdir: str, rows) -> None:
     lines = ["| benchmark | method | average accuracy | forgetting |", "|---|---|---|---|"]
     lines += [f"| {r['benchmark']} | {r['method']} | {r['accuracy']:.3f} ± {r['accuracy_std']:.3f} | "
               f"{r['forgetting']:.3f} ± {r['forgetting_std']:.3f} |" for r in rows]
-    text = "\n".join(lines)
-    print(text)
-    with open(os.path.join(workdir, RESULTS_MD), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(workdir, RESULTS_JSON), "w") as f:
-        json.dump({"rows": rows}, f, indent=2)
+    harness.write_results(workdir, "\n".join(lines), {"rows": rows})

@@ -22,7 +22,6 @@ loss, whether it stayed finite, composite gain.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -38,7 +37,6 @@ from experiments.harness import config as checks
 from experiments.harness.plots import plt
 
 TASKS = ("rotate", "reflect", "colormap", "count", "gravity")
-RESULTS_MD, RESULTS_JSON = "results.md", "results.json"
 
 
 # ---- data -----------------------------------------------------------------------------------
@@ -318,9 +316,4 @@ def write_tables(workdir, rows, stress, config) -> None:
     for mixer, s in stress.items():
         lines.append(f"| {mixer} | {s['finite']} | {s['test_loss']:.4f} | {s['exact_match']:.3f} | "
                      f"{s['gain_init']:.3g} | {s['gain_trained']:.3g} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(os.path.join(workdir, RESULTS_MD), "w") as f:
-        f.write(text)
-    with open(os.path.join(workdir, RESULTS_JSON), "w") as f:
-        json.dump({"rows": rows, "stress": stress}, f, indent=2, default=float)
+    harness.write_results(workdir, "\n".join(lines), {"rows": rows, "stress": stress})

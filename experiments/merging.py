@@ -25,7 +25,6 @@ metrics.jsonl) and saved pools.
 from __future__ import annotations
 
 import functools
-import json
 import os
 
 import jax
@@ -45,7 +44,7 @@ TARGETS = ("rotate90", "flip", "invert", "permute")
 OTHER_TASKS = ("rotate180", "flip_ud", "transpose", "noise", "rotate270", "shift")
 METHODS = ("pretrained", "task_arithmetic", "ties", "dare", "adamerging", "fw_hard", "fw_soft")
 MAX_POOL = len(TARGETS) + 2 * len(OTHER_TASKS)
-RESULTS_MD, RESULTS_JSON, PLOT = "results.md", "results.json", "accuracy_vs_pool_size.png"
+PLOT = "accuracy_vs_pool_size.png"
 
 
 def validate(config) -> None:
@@ -305,13 +304,10 @@ def verdict(config, summary) -> str:
 
 
 def write_results(workdir: str, config, summary, per_seed) -> None:
-    text = table(config, summary) + "\n\n" + verdict(config, summary)
-    print(text)
-    with open(os.path.join(workdir, RESULTS_MD), "w") as f:
-        f.write(f"Average test accuracy over the 4 target tasks, {config.num_seeds} seed(s)\n\n{text}\n")
-    with open(os.path.join(workdir, RESULTS_JSON), "w") as f:
-        json.dump({"per_seed": {str(s): {str(n): r for n, r in v.items()} for s, v in per_seed.items()},
-                   "summary": summary}, f, indent=2)
+    text = (f"Average test accuracy over the 4 target tasks, {config.num_seeds} seed(s)\n\n"
+            f"{table(config, summary)}\n\n{verdict(config, summary)}")
+    per_seed = {str(s): {str(n): r for n, r in v.items()} for s, v in per_seed.items()}
+    harness.write_results(workdir, text, {"per_seed": per_seed, "summary": summary})
 
 
 def plot(workdir: str, config, summary) -> str:

@@ -24,7 +24,6 @@ Every seed is a vmapped copy inside one compiled step; we log the cosine between
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable, NamedTuple
 
@@ -40,7 +39,6 @@ from experiments.harness import config as checks
 METHODS = ("odice", "true", "semi")
 DATASETS = {"expert": (0.1,), "medium": (0.5,), "random": (1.0,), "mixed": (0.1, 0.5, 1.0)}
 MOVES = np.array([(-1, 0), (1, 0), (0, -1), (0, 1)])
-RESULTS_MD, RESULTS_JSON = "results.md", "results.json"
 
 
 def validate(config) -> None:
@@ -323,9 +321,4 @@ def write_tables(workdir: str, rows, config) -> None:
              "| mean cos(g_f, g_b) | min cos |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['dataset']} | {r['method']} | {r['normalized_return']:.1f} ± {r['seed_std']:.1f} | "
               f"{r['last_evals_spread']:.1f} | {r['mean_cosine_fb']:.3f} | {r['min_cosine_fb']:.3f} |" for r in rows]
-    text = "\n".join(lines)
-    print(text)
-    with open(os.path.join(workdir, RESULTS_MD), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(workdir, RESULTS_JSON), "w") as f:
-        json.dump({"rows": rows}, f, indent=2)
+    harness.write_results(workdir, "\n".join(lines), {"rows": rows})

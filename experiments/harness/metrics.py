@@ -11,6 +11,7 @@ from experiments.harness.distributed import is_main_process
 
 HISTORY_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+RESULTS_MD, RESULTS_JSON = "results.md", "results.json"
 
 
 class MetricWriter:
@@ -69,4 +70,20 @@ def write_summary(workdir: str, metrics: dict) -> str:
     clean = {k: (float(v) if math.isfinite(float(v)) else str(float(v))) for k, v in metrics.items()}
     with open(path, "w") as f:
         json.dump(clean, f, indent=2, sort_keys=True)
+    return path
+
+
+def write_results(workdir: str, text: str, payload) -> str:
+    """Print an experiment's results table (Markdown `text`) and write it to workdir/results.md,
+    with `payload` (JSON-serializable; numpy scalars become floats) to workdir/results.json;
+    process 0 only in a multi-host run. Returns the Markdown path."""
+    path = os.path.join(workdir, RESULTS_MD)
+    if not is_main_process():
+        return path
+    print(text)
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text.rstrip("\n") + "\n")
+    with open(os.path.join(workdir, RESULTS_JSON), "w") as f:
+        json.dump(payload, f, indent=2, default=float)
     return path

@@ -33,7 +33,7 @@ def test_quick_run_writes_artifacts_and_a_rerun_reuses_them(tmp_path):
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(seed_dir))
     with open(tmp_path / merging.PLOT, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert "| task_arithmetic |" in (tmp_path / merging.RESULTS_MD).read_text()
+    assert "| task_arithmetic |" in (tmp_path / harness.RESULTS_MD).read_text()
     with open(tmp_path / "summary.json") as f:
         assert json.load(f) == pytest.approx(summary)
 
@@ -43,7 +43,7 @@ def test_quick_run_writes_artifacts_and_a_rerun_reuses_them(tmp_path):
     # without its history, the seed is merged again from the saved orbax pool: the same numbers
     os.remove(seed_dir / "metrics.jsonl")
     assert merging.run(config, str(tmp_path)) == summary
-    assert "task arithmetic" in (tmp_path / merging.RESULTS_MD).read_text()
+    assert "task arithmetic" in (tmp_path / harness.RESULTS_MD).read_text()
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ import jax  # noqa: E402
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
 
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import manifold_opt as mo  # noqa: E402

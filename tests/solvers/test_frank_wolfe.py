@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-import manifold_opt as mo
 from manifold_opt.sets import BirkhoffPolytope, ConvexHull, KSparse, L2Ball, Simplex
 from manifold_opt.solvers import StopReason, frank_wolfe
 
