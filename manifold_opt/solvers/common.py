@@ -50,7 +50,7 @@ def jitted_solver(static_argnames: tuple[str, ...], geometry: str = "manifold"):
             except TypeError as error:
                 raise TypeError(f"{fn.__name__}: {error}") from None
             bound.apply_defaults()
-            check_concrete_args(fn.__name__, bound.arguments)
+            check_concrete_args(fn.__name__, bound.arguments, geometry)
             return jitted(*bound.args, **bound.kwargs)
 
         return solver
@@ -62,17 +62,19 @@ def _is_concrete(tree) -> bool:
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
 
 
-def check_concrete_args(owner: str, arguments: dict) -> None:
-    """ValueError, before jit, for a negative tolerance or an x0 off the manifold (unless
-    `project_x0`). Values that are tracers (the solver called under jit or vmap) are not checked;
-    arguments the solver does not have are skipped."""
+def check_concrete_args(owner: str, arguments: dict, geometry: str = "manifold") -> None:
+    """ValueError, before jit, for a negative tolerance or an x0 off the manifold, or outside
+    Frank-Wolfe's set (unless `project_x0`). Values that are tracers (the solver called under jit
+    or vmap) are not checked; arguments the solver does not have are skipped."""
     for name in ("tolerance", "cost_tolerance"):
         value = arguments.get(name, 0.0)
         if _is_concrete(value) and not np.all(np.asarray(value) >= 0):
             raise ValueError(f"{owner}: {name} must be a nonnegative number, got {value!r}")
-    manifold, x0 = arguments.get("manifold"), arguments.get("x0")
+    manifold, x0 = arguments.get(geometry), arguments.get("x0")
     if arguments.get("project_x0") or not _is_concrete(x0) or not hasattr(manifold, "feasibility"):
         return
+    if arguments.get("variant", "vanilla") != "vanilla":
+        return  # Frank-Wolfe's active-set variants start from a vertex of the set, not from x0
     leaves = jax.tree_util.tree_leaves(x0)
     try:
         residual = float(np.max(np.asarray(manifold.feasibility(x0))))
@@ -81,8 +83,8 @@ def check_concrete_args(owner: str, arguments: dict) -> None:
     limit = feasibility_tolerance(jnp.result_type(*leaves))
     if not residual <= limit:
         raise ValueError(
-            f"{owner}: x0 is not on the manifold {manifold!r}: feasibility(x0) = {residual:.3g} > {limit:.2g}; "
-            "start from manifold.project(x0), or pass project_x0=True to project it"
+            f"{owner}: x0 is not {'on' if geometry == 'manifold' else 'in'} the {geometry} {manifold!r}: feasibility(x0) = {residual:.3g} > {limit:.2g}; "
+            f"start from {geometry}.project(x0)" + (", or pass project_x0=True to project it" if geometry == "manifold" else "")
         )
 
 

@@ -172,3 +172,14 @@ def test_k_sparse_least_squares_matches_scipy():
     ref = scipy.optimize.minimize(f, np.zeros(2 * n), bounds=[(0, None)] * 2 * n, constraints=cons,
                                   method="SLSQP", options={"ftol": 1e-15, "maxiter": 1000})
     np.testing.assert_allclose(float(r.value), ref.fun, rtol=1e-8)
+
+
+def test_vanilla_rejects_a_start_outside_the_set():
+    """Vanilla's iterates are convex combinations of x0 and vertices: an x0 outside the set would
+    give infeasible iterates whose gap could still pass the tolerance, so it is an error."""
+    cost = lambda x: 0.5 * jnp.sum((jnp.asarray(A) @ x) ** 2)
+    outside = jnp.full(A.shape[1], 1.0)
+    with pytest.raises(ValueError, match=r"frank_wolfe: x0 is not in the set Simplex.*set.project\(x0\)"):
+        frank_wolfe(cost, Simplex(), outside, variant="vanilla", max_iterations=5)
+    inside = Simplex().project(outside)
+    assert float(Simplex().feasibility(frank_wolfe(cost, Simplex(), inside, max_iterations=5).x)) <= 1e-12
