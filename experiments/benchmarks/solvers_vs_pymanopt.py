@@ -210,6 +210,14 @@ def floor_seconds(problem, repeats=50):
     return median_time(jax.jit(chained), jnp.asarray(problem["x0"]), warmup=2, repeats=10) / repeats
 
 
+def gradient_seconds(problem) -> tuple[float, float]:
+    """Median time of one Euclidean value-and-gradient: by autodiff of the cost, and hand-written."""
+    x = jnp.asarray(problem["x0"])
+    autodiff = jax.jit(jax.value_and_grad(problem["ours"][1]))
+    by_hand = jax.jit(problem["ours_derivatives"]["value_and_egrad"])
+    return median_time(autodiff, x, repeats=50), median_time(by_hand, x, repeats=50)
+
+
 def first_within(costs, optimum):
     """First index whose relative suboptimality is <= TOLERANCE, or None."""
     gaps = (np.asarray(costs) - optimum) / abs(optimum)
@@ -383,6 +391,9 @@ def main():
             theirs.update({f"{backend} {name}": entry for name, entry in timed.items()})
         over_floor = lambda e: f"{e[0] / (e[-1] * floor):8.1f} x floor"  # noqa: E731
         print(f"  {label:24s} floor (one gradient's matrix work) {floor * 1e3:.3f} ms")
+        autodiff_gradient, hand_gradient = gradient_seconds(problem)
+        print(f"  {label:24s} one value-and-gradient: autodiff {autodiff_gradient * 1e3:.3f} ms, hand-written "
+              f"{hand_gradient * 1e3:.3f} ms ({autodiff_gradient / hand_gradient:.1f}x)")
         for name, entry in ours.items():
             print(f"  {label:24s} ours {name:39s} " + ("did not reach tolerance" if entry is None else
                   f"run {entry[0]:8.4f} s  compile {entry[1]:6.2f} s  iterations {entry[2]:5d} "
