@@ -118,7 +118,3 @@ def vdot(a, b):
     """<a, b> summed over every entry (arrays or pytrees)."""
     return sum(jnp.vdot(u, v) for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
-
-def matrix_inner(a, b):
-    """<a, b> over the last two axes (one value per matrix)."""
-    return jnp.sum(a * b, axis=(-2, -1))
