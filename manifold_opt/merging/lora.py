@@ -49,7 +49,7 @@ def orthogonalize_factors(a, b, steps: int = 100, learning_rate: float = 1e-2, g
 
 
 def _column_norms(w):
-    return jnp.linalg.norm(w, axis=0, keepdims=True)
+    return jnp.linalg.norm(w, axis=-2, keepdims=True)
 
 
 @jax.jit
