@@ -25,8 +25,11 @@ about one matrix per leaf in all.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from manifold_opt import linalg
 from manifold_opt.merging.baselines import _check_fraction, _check_scaling, add_signed, disjoint_mean, trim_top_k
@@ -108,10 +111,15 @@ def tsv_compress(pretrained, finetuned, rank_fraction: float | None = None):
     return compressed
 
 
+@functools.partial(jax.jit, donate_argnums=0)
+def _add_task_vector(total, pretrained, candidate):
+    return jax.tree.map(lambda t, p, c: t + (c - p), total, pretrained, candidate)
+
+
 def _task_sums(name, pretrained, finetuned):
     total = jax.tree.map(jnp.zeros_like, pretrained)
     for candidate in stream(name, pretrained, finetuned):
-        total = jax.tree.map(lambda t, p, c: t + (c - p), total, pretrained, candidate)
+        total = _add_task_vector(total, pretrained, candidate)
     return total
 
 
@@ -139,6 +147,11 @@ def _common_rank(shape, num_tasks, common_fraction):
     return r - specific, specific // num_tasks
 
 
+@jax.jit
+def _iso_cts_matrix(us, ss, vhs):
+    return jnp.mean(jnp.concatenate(ss)) * (linalg.polar(jnp.concatenate(us, axis=1)) @ linalg.polar(jnp.concatenate(vhs, axis=0)))
+
+
 def iso_cts(pretrained, finetuned, scaling: float = 1.0, *, common_fraction: float = 0.8):
     """Iso-CTS: per kernel the common subspace (top directions of the summed task matrix) plus each
     task's top directions orthogonal to it on the left, both bases orthogonalized (polar), with the
@@ -164,15 +177,11 @@ def iso_cts(pretrained, finetuned, scaling: float = 1.0, *, common_fraction: flo
                 u, s, vh = _svd(tau - common_u @ (common_u.T @ tau))
                 bases[j].append((u[:, :per_task], s[:per_task], vh[:per_task]))
 
-    def merged(j):
-        us, ss, vhs = zip(*bases[j])
-        s = jnp.concatenate(ss)
-        return jnp.mean(s) * (linalg.polar(jnp.concatenate(us, axis=1)) @ linalg.polar(jnp.concatenate(vhs, axis=0)))
-
-    out = [p + scaling * (merged(j) if j in bases else d / t) for j, (p, d) in enumerate(zip(leaves, sums))]
+    out = [p + scaling * (_iso_cts_matrix(*zip(*bases[j])) if j in bases else d / t) for j, (p, d) in enumerate(zip(leaves, sums))]
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
+@functools.partial(jax.jit, static_argnames="density")
 def _dc_matrix(factors, density):
     us, ss, vhs = zip(*factors)
     cover_u = linalg.polar(jnp.concatenate(us, axis=1))
@@ -184,7 +193,7 @@ def _dc_matrix(factors, density):
         acc = add_signed(acc if acc is not None else (jnp.zeros_like(projected), zero, jnp.zeros_like(projected), zero),
                          projected)
     aggregated = disjoint_mean(acc)
-    blocks = jnp.repeat(jnp.arange(len(factors)), jnp.asarray([u.shape[1] for u in us]), total_repeat_length=cover_u.shape[1])
+    blocks = np.repeat(np.arange(len(factors)), [u.shape[1] for u in us])
     return cover_u @ jnp.where(blocks[:, None] == blocks[None, :], aggregated, 0) @ cover_vh
 
 
