@@ -249,3 +249,19 @@ def test_checkpoint_pool_streams_the_same_merges_and_float32_is_kept(tmp_path):
         from_list = run(pretrained, finetuned)
         assert all(x.dtype == np.float32 for x in jax.tree_util.tree_leaves(from_list))
         assert_leaves_close(run(pretrained, lazy), leaves(from_list), atol=0)
+
+
+def test_bad_inputs_name_the_function_and_argument():
+    pretrained, finetuned = pool(n=2)
+    with pytest.raises(ValueError, match="dc_merge: smoothing"):
+        merging.dc_merge(pretrained, finetuned, smoothing="linear")
+    with pytest.raises(ValueError, match="iso_cts: common_fraction"):
+        merging.iso_cts(pretrained, finetuned, common_fraction=0.0)
+    with pytest.raises(ValueError, match="tsv_merge: scaling"):
+        merging.tsv_merge(pretrained, finetuned, scaling=float("inf"))
+    with pytest.raises(ValueError, match="ota_merge: second_moments must hold one tree per candidate"):
+        merging.ota_merge(pretrained, finetuned, finetuned[:1])
+    with pytest.raises(ValueError, match="regmean: alpha"):
+        merging.regmean(pretrained, finetuned, [None, None], alpha=1.5)
+    with pytest.raises(ValueError, match="do_merge: LoRA factors"):
+        merging.do_merge({"w": np.zeros((4, 3))}, [{"w": (np.ones((4, 2)), np.ones((2, 5)))}], orthogonal_steps=0)
