@@ -42,7 +42,8 @@ class SolverResult(NamedTuple):
     iterations done; converged: the convergence test (gradient norm, or the Frank-Wolfe gap)
     was met; stop_reason: a `StopReason` code (int32; `stop_reason_name` reads it); log: a
     SolverLog when the solver was called with log=True, else None; gap: the Frank-Wolfe duality
-    gap at x (Frank-Wolfe solvers only, else None)."""
+    gap at x (Frank-Wolfe solvers only, else None); inner_iterations: the total inner iterations
+    (Hessian-vector products of truncated CG in trust regions; else None)."""
 
     x: jax.Array
     value: jax.Array
@@ -52,3 +53,4 @@ class SolverResult(NamedTuple):
     stop_reason: jax.Array
     log: SolverLog | None = None
     gap: jax.Array | None = None
+    inner_iterations: jax.Array | None = None

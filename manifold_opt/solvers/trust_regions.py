@@ -2,8 +2,10 @@
 (Absil, Baker & Gallivan 2007, "Trust-region methods on Riemannian manifolds", Alg. 1 and 2).
 
 Model at x: m(eta) = f(x) + <g, eta> + 1/2 <H[eta], eta>, solved approximately in ||eta|| <= Delta
-by CG, stopped at the boundary, at negative curvature, or when
-||r_j|| <= ||r_0|| min(||r_0||^theta, kappa). The step is accepted when
+by CG, stopped at the boundary, at negative curvature, when ||r_j|| <= ||r_0|| min(||r_0||^theta,
+kappa), or (as Manopt's tCG) when a CG step would not decrease the model: near a tight tolerance,
+rounding in the Hessian-vector products ends CG's progress long before that residual target, and
+continuing would only wander into spurious negative curvature. The step is accepted when
 rho = (f(x) - f(R_x(eta))) / (m(0) - m(eta)) > rho_prime; Delta shrinks by 4 when rho < 1/4 and
 doubles (up to max_radius) when rho > 3/4 at the boundary.
 
@@ -42,6 +44,7 @@ class _CGState(NamedTuple):
     e_e: jax.Array  # <eta, eta>
     e_d: jax.Array  # <eta, delta>
     d_d: jax.Array  # <delta, delta>
+    model: jax.Array  # <g, eta> + 1/2 <eta, H eta>
     j: jax.Array
     done: jax.Array
     at_boundary: jax.Array
@@ -50,13 +53,13 @@ class _CGState(NamedTuple):
 def truncated_cg(manifold, x, grad, hess, radius, max_inner, kappa, theta):
     """Steihaug-Toint truncated CG for min <g, eta> + 1/2 <H eta, eta>, ||eta|| <= radius.
 
-    Returns (eta, H eta, hit the boundary)."""
+    Returns (eta, H eta, hit the boundary, CG iterations)."""
     ip = functools.partial(common.inner, manifold, x)
     zero = common.scale(0.0, grad)
     r0_norm = jnp.sqrt(ip(grad, grad))
     target = r0_norm * jnp.minimum(r0_norm**theta, kappa)
     r_r = ip(grad, grad)
-    init = _CGState(zero, zero, grad, common.scale(-1.0, grad), r_r, 0.0 * r_r, 0.0 * r_r, r_r,
+    init = _CGState(zero, zero, grad, common.scale(-1.0, grad), r_r, 0.0 * r_r, 0.0 * r_r, r_r, 0.0 * r_r,
                     jnp.zeros([], jnp.int32), r0_norm <= 0, jnp.array(False))
 
     def body(s):
@@ -70,19 +73,22 @@ def truncated_cg(manifold, x, grad, hess, radius, max_inner, kappa, theta):
         step = jnp.where(to_boundary, tau, alpha)
         eta = common.axpy(step, s.delta, s.eta)
         h_eta = common.axpy(step, h_delta, s.h_eta)
+        model = ip(grad, eta) + 0.5 * ip(eta, h_eta)
+        stalled = ~to_boundary & ~(model < s.model)  # keep the previous iterate
         r = common.axpy(alpha, h_delta, s.r)
         r_r = ip(r, r)
         beta = r_r / s.r_r
         delta = common.axpy(beta, s.delta, common.scale(-1.0, r))
         converged = jnp.sqrt(r_r) <= target
-        return _CGState(
+        new = _CGState(
             eta, h_eta, r, delta, r_r, e_e_new,
-            beta * (s.e_d + alpha * s.d_d), r_r + beta**2 * s.d_d,
+            beta * (s.e_d + alpha * s.d_d), r_r + beta**2 * s.d_d, model,
             s.j + 1, to_boundary | converged, to_boundary,
         )
+        return jax.tree.map(lambda old, n: jnp.where(stalled, old, n), s._replace(j=s.j + 1, done=True), new)
 
     s = lax.while_loop(lambda s: ~s.done & (s.j < max_inner), body, init)
-    return s.eta, s.h_eta, s.at_boundary
+    return s.eta, s.h_eta, s.at_boundary, s.j
 
 
 @common.jitted_solver(static_argnames=("max_iterations", "log", "max_inner_iterations"))
@@ -124,9 +130,10 @@ def trust_regions(
     rho_regularization = 1e3 * jnp.finfo(dtype).eps
     min_radius = jnp.finfo(dtype).eps * max_radius
 
-    def step(it, radius):
+    def step(it, extras):
+        radius, inner = extras
         _, hess = riemannian_hvp(cost, manifold, it.x)
-        eta, h_eta, at_boundary = truncated_cg(
+        eta, h_eta, at_boundary, cg_iterations = truncated_cg(
             manifold, it.x, it.grad, hess, radius, max_inner_iterations, kappa, theta
         )
         y = manifold.retract(it.x, eta)
@@ -143,8 +150,8 @@ def trust_regions(
         value = jnp.where(accept, fy, it.value)
         grad = common.select(accept, gy, it.grad)
         stuck = ~accept & (radius < min_radius)
-        return common.advance(manifold, it, x, value, grad, accepted=accept, stuck=stuck), radius
+        return common.advance(manifold, it, x, value, grad, accepted=accept, stuck=stuck), (radius, inner + cg_iterations)
 
-    radius0 = jnp.asarray(initial_radius, dtype)
-    result, _ = common.run(step, it, radius0, max_iterations, tolerance, cost_tolerance)
-    return result
+    extras = (jnp.asarray(initial_radius, dtype), jnp.zeros([], jnp.int32))
+    result, (_, inner) = common.run(step, it, extras, max_iterations, tolerance, cost_tolerance)
+    return result._replace(inner_iterations=inner)

@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import manifold_opt as mo
+
 from manifold_opt.manifolds import Euclidean, Grassmann, OrthogonalGroup, Sphere, Stiefel
 from manifold_opt.solvers import common
 from manifold_opt.solvers.common import inner, value_and_rgrad
@@ -64,11 +66,11 @@ def test_truncated_cg_solves_the_newton_system_inside_a_large_radius():
     cost = lambda x: 0.5 * x @ a_j @ x + b_j @ x  # noqa: E731
     x = jnp.asarray(rng.standard_normal(6))
     grad, hess = riemannian_hvp(cost, manifold, x)
-    eta, h_eta, at_boundary = truncated_cg(manifold, x, grad, hess, 1e3, 100, 1e-12, 1.0)
+    eta, h_eta, at_boundary, _ = truncated_cg(manifold, x, grad, hess, 1e3, 100, 1e-12, 1.0)
     assert not bool(at_boundary)
     np.testing.assert_allclose(np.asarray(h_eta), a @ np.asarray(eta), atol=1e-10)
     np.testing.assert_allclose(np.asarray(eta), -np.linalg.solve(a, a @ np.asarray(x) + b), rtol=1e-8)
-    small, _, at_boundary = truncated_cg(manifold, x, grad, hess, 1e-3, 100, 0.1, 1.0)
+    small, _, at_boundary, _ = truncated_cg(manifold, x, grad, hess, 1e-3, 100, 0.1, 1.0)
     assert bool(at_boundary)
     np.testing.assert_allclose(float(jnp.sqrt(inner(manifold, x, small, small))), 1e-3, rtol=1e-10)
 
@@ -114,3 +116,24 @@ def test_search_returns_the_gradient_at_the_accepted_point(previous_step, trials
         assert float(t) == 0.0
     else:
         assert (int(used) == 1) == (previous_step < 1.0)
+
+
+def test_tight_tolerance_converges_without_wandering():
+    """Brockett on St(200, 5) at gradient tolerance 1e-9 (float64): near the solution, rounding
+    in the Hessian-vector products stops truncated CG's progress long before its residual target;
+    without the model-decrease stop (Manopt's tCG) CG wandered into spurious negative curvature,
+    the steps were rejected and seed 1 ended COST_STALLED at |g| = 4e-9 after 32 iterations."""
+    rng = np.random.default_rng(0)
+    n, p = 200, 5
+    b = rng.standard_normal((n, n))
+    a = jnp.asarray((b + b.T) / 2)
+    w = jnp.arange(p, 0, -1.0)
+    f_star = float(np.sum(np.arange(p, 0, -1.0) * np.linalg.eigvalsh(np.asarray(a))[:p]))
+    manifold = Stiefel(n, p)
+    for seed in range(3):
+        x0 = manifold.random_point(jax.random.PRNGKey(seed), dtype=jnp.float64)
+        res = mo.solvers.trust_regions(lambda x: jnp.sum(x * (a @ x) * w), manifold, x0, tolerance=1e-9)
+        assert mo.solvers.stop_reason_name(res.stop_reason) == "GRADIENT_TOLERANCE", seed
+        assert float(res.gradient_norm) <= 1e-9 and int(res.iterations) <= 30, seed
+        assert abs(float(res.value) - f_star) <= 1e-12 * abs(f_star), seed
+        assert 0 < int(res.inner_iterations) <= int(res.iterations) * n * p
