@@ -53,6 +53,10 @@ class NuclearNormBall(RadiusSet):
     num_iters: int = 30
     method: str = "power"
 
+    @property
+    def lmo_is_exact(self) -> bool:
+        return self.method == "svd"
+
     def __post_init__(self):
         super().__post_init__()
         if isinstance(self.num_iters, bool) or not isinstance(self.num_iters, int) or self.num_iters < 1:
@@ -68,14 +72,20 @@ class NuclearNormBall(RadiusSet):
 
     @jitted
     def lmo_warm(self, g, v0=None):
-        """(lmo(g), v): pass v back as v0 next time to warm-start the power iteration."""
+        """(lmo(g), v): pass v back as v0 next time to warm-start the power iteration
+        (`mo.solvers.frank_wolfe` does)."""
         self.check_point(g, "g")
         if self.method == "svd":
-            u, _, vh = jnp.linalg.svd(g, full_matrices=False)
-            u, v = u[..., :, 0], vh[..., 0, :]
-        else:
-            _, u, v = top_singular(g, num_iters=self.num_iters, v0=v0)
+            return self.lmo_exact(g), jnp.linalg.svd(g, full_matrices=False)[2][..., 0, :]
+        _, u, v = top_singular(g, num_iters=self.num_iters, v0=v0)
         return -self.radius * u[..., :, None] * v[..., None, :], v
+
+    @jitted
+    def lmo_exact(self, g):
+        """-radius u_1 v_1^T from a full SVD."""
+        self.check_point(g, "g")
+        u, _, vh = jnp.linalg.svd(g, full_matrices=False)
+        return -self.radius * u[..., :, :1] * vh[..., :1, :]
 
     def project(self, x):
         """Singular values projected onto the l1 ball of the radius (Euclidean projection)."""
@@ -99,6 +109,10 @@ class SpectralNormBall(RadiusSet):
     method: str = "exact"
     steps: int = 20
 
+    @property
+    def lmo_is_exact(self) -> bool:
+        return self.method == "exact"
+
     def __post_init__(self):
         super().__post_init__()
         if self.method not in ("exact", "newton_schulz"):
@@ -113,8 +127,12 @@ class SpectralNormBall(RadiusSet):
     def lmo(self, g):
         self.check_point(g, "g")
         if self.method == "exact":
-            return -self.radius * polar(g)
+            return self.lmo_exact(g)
         return -self.radius * newton_schulz(g, steps=self.steps, coeffs=CUBIC_NS)
+
+    def lmo_exact(self, g):
+        self.check_point(g, "g")
+        return -self.radius * polar(g)
 
     def project(self, x):
         """Singular values clipped at the radius."""
