@@ -181,6 +181,8 @@ def test_vanilla_rejects_a_start_outside_the_set():
     outside = jnp.full(A.shape[1], 1.0)
     with pytest.raises(ValueError, match=r"frank_wolfe: x0 is not in the set Simplex.*set.project\(x0\)"):
         frank_wolfe(cost, Simplex(), outside, variant="vanilla", max_iterations=5)
+    with pytest.raises(ValueError, match=r"frank_wolfe: x0 is not in the set L2Ball"):
+        frank_wolfe(cost, L2Ball(1.0), outside)  # the default variant on a set without vertex codes is vanilla
     inside = Simplex().project(outside)
     assert float(Simplex().feasibility(frank_wolfe(cost, Simplex(), inside, max_iterations=5).x)) <= 1e-12
 
