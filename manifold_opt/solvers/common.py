@@ -74,7 +74,7 @@ def check_concrete_args(owner: str, arguments: dict, geometry: str = "manifold")
     if arguments.get("project_x0") or not _is_concrete(x0) or not hasattr(manifold, "feasibility"):
         return
     variant = arguments.get("variant", "vanilla")
-    if variant != "vanilla" and (variant is not None or getattr(manifold, "has_atoms", False)):
+    if variant not in ("vanilla", "block_coordinate") and (variant is not None or getattr(manifold, "has_atoms", False)):
         return  # Frank-Wolfe's active-set variants (the default on sets with vertex codes) start from a vertex
     leaves = jax.tree_util.tree_leaves(x0)
     try:
