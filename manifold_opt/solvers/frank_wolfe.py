@@ -341,7 +341,7 @@ def frank_wolfe(
         """(s, code, gap, phi, local, fw_step): a local step while it gains >= phi / K (no LMO
         call); else the LMO's vertex if its gap >= phi / K (and above the tolerance), else a
         dual step phi <- min(gap, phi / 2) that leaves x, whose gap is then known."""
-        local = local_gain >= it.phi / LAZY_K
+        local = (local_gain >= it.phi / LAZY_K) & (local_gain > 0)
 
         def oracle():
             s, code, _ = vertex(it.grad, None)
@@ -355,7 +355,8 @@ def frank_wolfe(
     it = lax.while_loop(lambda it: reason_of(it) == StopReason.RUNNING, body, it)
     reason = reason_of(it)
     gap = it.gap
-    if lazy or block or not set.lmo_is_exact:  # report the exact gap at the returned x
-        gap = gap_at(it.x, it.grad, set.lmo_exact(it.grad))[0]
+    if lazy or block or not set.lmo_is_exact:  # a converged run's gap is exact; recompute any other
+        exact_gap = lambda: gap_at(it.x, it.grad, set.lmo_exact(it.grad))[0]
+        gap = lax.cond(reason == StopReason.GAP_TOLERANCE, lambda: it.gap, exact_gap)
     return SolverResult(it.x, it.value, it.grad_norm, it.iteration, reason == StopReason.GAP_TOLERANCE, reason,
                         it.log, gap)
