@@ -139,7 +139,7 @@ def frank_wolfe(
     if use_atoms and not set.has_atoms:
         raise ValueError(
             f"{owner}: variant={variant!r} needs a set with vertex codes (Simplex, L1Ball, KSparse, "
-            f"BirkhoffPolytope, ConvexHull), got {type(set).__name__}; use variant='vanilla'"
+            f"Hypersimplex, BirkhoffPolytope, ConvexHull), got {type(set).__name__}; use variant='vanilla'"
         )
     if not callable(cost):
         raise TypeError(f"{owner}: cost must be a callable x -> scalar, got {type(cost).__name__}")
@@ -149,7 +149,6 @@ def frank_wolfe(
     if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 0:
         raise ValueError(f"{owner}: max_iterations must be a nonnegative int, got {max_iterations!r}")
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(x0))
-
     eps = jnp.finfo(dtype).eps
 
     def vertex(g, warm):
@@ -171,8 +170,12 @@ def frank_wolfe(
         """An approximate LMO's gap under the tolerance is recomputed with the exact LMO."""
         if set.lmo_is_exact:
             return s, gap
-        return lax.cond(gap <= tolerance, lambda: (lambda e: (e, gap_at(x, g, e)[0]))(set.lmo_exact(g)),
-                        lambda: (s, gap))
+
+        def exact():
+            e = set.lmo_exact(g)
+            return e, gap_at(x, g, e)[0]
+
+        return lax.cond(gap <= tolerance, exact, lambda: (s, gap))
 
     def block_vertex(x, g, state):
         """Block-coordinate FW: (s = x with block i replaced by LMO_i(g_i), the sum of the blocks'
