@@ -11,7 +11,7 @@ arrays that preserve dtype:
 - `diameter(shape)`: max ||x - y||_2 over C for points of that shape (the rescaling constant of
   stochastic Frank-Wolfe, Pokutta et al. 2020).
 
-Polytopes with a vertex encoding (Simplex, L1Ball, ConvexHull, KSparse, BirkhoffPolytope) also
+Polytopes with a vertex encoding (Simplex, L1Ball, ConvexHull, KSparse, Hypersimplex, BirkhoffPolytope) also
 expose `atom_code`, `atom` and `atom_scores`, which the away-step and pairwise variants of
 `mo.solvers.frank_wolfe` use to keep a fixed-capacity active set of vertices as integer codes.
 """
