@@ -113,8 +113,8 @@ def frank_wolfe(
     exact LMO), `converged` is 0 <= gap <= tolerance up to rounding (stop reason GAP_TOLERANCE;
     never on an approximate LMO's gap alone), and `gradient_norm` holds the Euclidean norm
     ||grad f(x)|| (not a stationarity measure under constraints). With log=True the SolverLog
-    also holds the gap per iteration (+inf where a lazy variant did not call the LMO). `lipschitz` is required by step="short" and, when given,
-    is adaptive's first estimate. Vanilla starts at x0, which must lie in the set (iterates
+    also holds the gap per iteration (+inf where a lazy variant did not call the LMO).
+    `lipschitz` is required by step="short" and, when given, is adaptive's first estimate. Vanilla starts at x0, which must lie in the set (iterates
     are convex combinations of x0 and LMO vertices). The active-set variants start from the vertex
     atom(atom_code(-x0)) (x0 itself when x0 is a vertex of the Simplex, L1Ball, KSparse or
     BirkhoffPolytope) and need a set with vertex codes; `active_set_size` defaults to
