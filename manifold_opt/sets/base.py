@@ -4,13 +4,14 @@ A constraint set C is a frozen dataclass (hashable, safe as a `jax.jit` static a
 leaf of a geometry tree, see `manifold_opt.manifolds.tree`). Its methods are pure functions of
 arrays that preserve dtype:
 
-- `lmo(g)`: the linear minimization oracle argmin_{s in C} <g, s> (Frank-Wolfe's only access),
+- `lmo(g)`: the linear minimization oracle argmin_{s in C} <g, s> (Frank-Wolfe's only access);
+  where it is approximate (`lmo_is_exact` False), `lmo_exact(g)` is exact and slower,
 - `project(x)`: the Euclidean projection argmin_{y in C} ||y - x|| where it is tractable,
 - `feasibility(x)`: a nonnegative residual, 0 exactly on C,
 - `diameter(shape)`: max ||x - y||_2 over C for points of that shape (the rescaling constant of
   stochastic Frank-Wolfe, Pokutta et al. 2020).
 
-Polytopes with a vertex encoding (Simplex, L1Ball, ConvexHull, KSparse, BirkhoffPolytope) also
+Polytopes with a vertex encoding (Simplex, L1Ball, ConvexHull, KSparse, Hypersimplex, BirkhoffPolytope) also
 expose `atom_code`, `atom` and `atom_scores`, which the away-step and pairwise variants of
 `mo.solvers.frank_wolfe` use to keep a fixed-capacity active set of vertices as integer codes.
 """
@@ -34,6 +35,8 @@ class ConvexSet:
 
     # Sets whose vertices have integer codes (away-step / pairwise Frank-Wolfe) set this True.
     has_atoms = False
+    # False where `lmo` is approximate (power iteration, Newton-Schulz); `lmo_exact` is then exact.
+    lmo_is_exact = True
 
     def check_point(self, x, name: str = "x") -> None:
         """ValueError (at trace time) unless x has a shape this set accepts."""
@@ -42,6 +45,10 @@ class ConvexSet:
 
     def lmo(self, g):
         raise NotImplementedError
+
+    def lmo_exact(self, g):
+        """An exact LMO (Frank-Wolfe certifies its duality gap with it when `lmo` is approximate)."""
+        return self.lmo(g)
 
     def project(self, x):
         raise NotImplementedError(f"{type(self).__name__} has no tractable Euclidean projection")

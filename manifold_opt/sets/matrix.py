@@ -6,6 +6,10 @@ LMOs (Jaggi 2013; FrankWolfe.jl):
   BirkhoffPolytope (doubly stochastic):  the permutation matrix P minimizing <G, P> (a linear
                                          assignment: SciPy's solver through a host callback, or
                                          optax's pure-JAX Hungarian algorithm)
+  Spectraplex {X psd, tr X = r}:         r v v^T, v the eigenvector of the smallest eigenvalue
+                                         of sym(G) = (G + G^T) / 2
+  Fantope {X sym, 0 <= X <= I, tr X = k}: V V^T, V the eigenvectors of sym(G)'s k smallest
+                                         eigenvalues (Ky Fan; Overton & Womersley 1992)
 """
 from __future__ import annotations
 
@@ -20,8 +24,8 @@ import scipy.optimize
 
 from manifold_opt.linalg.polar import newton_schulz, polar
 from manifold_opt.linalg.spectral import top_singular
-from manifold_opt.sets.base import MAX_ACTIVE_ATOMS, Polytope, RadiusSet, check_matrix, jitted
-from manifold_opt.sets.vector import project_l1
+from manifold_opt.sets.base import MAX_ACTIVE_ATOMS, ConvexSet, Polytope, RadiusSet, check_matrix, jitted
+from manifold_opt.sets.vector import _check_k, project_capped_simplex, project_l1
 
 # Classical cubic Newton-Schulz X <- 1.5 X - 0.5 X X^T X: from a Frobenius-normalized start every
 # singular value rises monotonically toward 1 and never passes it, so the result stays feasible.
@@ -53,6 +57,10 @@ class NuclearNormBall(RadiusSet):
     num_iters: int = 30
     method: str = "power"
 
+    @property
+    def lmo_is_exact(self) -> bool:
+        return self.method == "svd"
+
     def __post_init__(self):
         super().__post_init__()
         if isinstance(self.num_iters, bool) or not isinstance(self.num_iters, int) or self.num_iters < 1:
@@ -68,14 +76,20 @@ class NuclearNormBall(RadiusSet):
 
     @jitted
     def lmo_warm(self, g, v0=None):
-        """(lmo(g), v): pass v back as v0 next time to warm-start the power iteration."""
+        """(lmo(g), v): pass v back as v0 next time to warm-start the power iteration
+        (`mo.solvers.frank_wolfe` does)."""
         self.check_point(g, "g")
         if self.method == "svd":
-            u, _, vh = jnp.linalg.svd(g, full_matrices=False)
-            u, v = u[..., :, 0], vh[..., 0, :]
-        else:
-            _, u, v = top_singular(g, num_iters=self.num_iters, v0=v0)
+            return self.lmo_exact(g), jnp.linalg.svd(g, full_matrices=False)[2][..., 0, :]
+        _, u, v = top_singular(g, num_iters=self.num_iters, v0=v0)
         return -self.radius * u[..., :, None] * v[..., None, :], v
+
+    @jitted
+    def lmo_exact(self, g):
+        """-radius u_1 v_1^T from a full SVD."""
+        self.check_point(g, "g")
+        u, _, vh = jnp.linalg.svd(g, full_matrices=False)
+        return -self.radius * u[..., :, :1] * vh[..., :1, :]
 
     def project(self, x):
         """Singular values projected onto the l1 ball of the radius (Euclidean projection)."""
@@ -99,6 +113,10 @@ class SpectralNormBall(RadiusSet):
     method: str = "exact"
     steps: int = 20
 
+    @property
+    def lmo_is_exact(self) -> bool:
+        return self.method == "exact"
+
     def __post_init__(self):
         super().__post_init__()
         if self.method not in ("exact", "newton_schulz"):
@@ -113,8 +131,12 @@ class SpectralNormBall(RadiusSet):
     def lmo(self, g):
         self.check_point(g, "g")
         if self.method == "exact":
-            return -self.radius * polar(g)
+            return self.lmo_exact(g)
         return -self.radius * newton_schulz(g, steps=self.steps, coeffs=CUBIC_NS)
+
+    def lmo_exact(self, g):
+        self.check_point(g, "g")
+        return -self.radius * polar(g)
 
     def project(self, x):
         """Singular values clipped at the radius."""
@@ -187,3 +209,89 @@ class BirkhoffPolytope(Polytope):
     def max_atoms(self, like) -> int:
         n = like.shape[-1]
         return int(min(math.factorial(min(n, 20)), 2 * ((n - 1) ** 2 + 1), MAX_ACTIVE_ATOMS))
+
+
+def _sym(x):
+    return 0.5 * (x + jnp.swapaxes(x, -1, -2))
+
+
+def _eigen_sets_feasibility(x, lowest, highest, trace):
+    """Asymmetry + eigenvalues below `lowest` / above `highest` + |tr X - trace|."""
+    eigenvalues = jnp.linalg.eigvalsh(_sym(x))
+    residual = jnp.max(jnp.abs(x - jnp.swapaxes(x, -1, -2)), axis=(-2, -1)) + _relu(lowest - eigenvalues[..., 0])
+    if highest is not None:
+        residual = residual + _relu(eigenvalues[..., -1] - highest)
+    return residual + jnp.abs(jnp.trace(x, axis1=-2, axis2=-1) - trace)
+
+
+def _map_eigenvalues(fn, x):
+    """Q fn(lambda) Q^T from the eigendecomposition of sym(x); fn acts on one (n,) spectrum."""
+    eigenvalues, q = jnp.linalg.eigh(_sym(x))
+    return (q * _batched(fn, eigenvalues, 1)[..., None, :]) @ jnp.swapaxes(q, -1, -2)
+
+
+def _lowest_eigenvectors(g, k):
+    """(..., n, k): eigenvectors of sym(g)'s k smallest eigenvalues (eigh sorts ascending)."""
+    return jnp.linalg.eigh(_sym(g))[1][..., :, :k]
+
+
+@dataclasses.dataclass(frozen=True)
+class Spectraplex(RadiusSet):
+    """{X : X symmetric positive semidefinite, tr X = radius} (the spectrahedron scaled by the
+    radius; FrankWolfe.jl's SpectraplexLMO); exact LMO by a symmetric eigendecomposition."""
+
+    def check_point(self, x, name: str = "x") -> None:
+        check_matrix("Spectraplex", x, name, square=True)
+
+    def lmo(self, g):
+        self.check_point(g, "g")
+        v = _lowest_eigenvectors(g, 1)
+        return self.radius * v @ jnp.swapaxes(v, -1, -2)
+
+    def project(self, x):
+        """Eigenvalues of sym(x) projected onto the simplex of the radius."""
+        self.check_point(x)
+        radius = self.radius
+        return _map_eigenvalues(lambda e: optax.projections.projection_simplex(e, jnp.asarray(radius, e.dtype)).astype(e.dtype), x)
+
+    def feasibility(self, x):
+        self.check_point(x)
+        return _eigen_sets_feasibility(x, 0.0, None, self.radius)
+
+    def diameter(self, shape=()) -> float:
+        return self.radius * math.sqrt(2.0) if len(shape) >= 2 and shape[-1] > 1 else 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Fantope(ConvexSet):
+    """{X : X symmetric, 0 <= X <= I, tr X = k}, the convex hull of the rank-k orthogonal
+    projectors (Overton & Womersley 1992; the Fantope of sparse PCA, Vu et al. 2013)."""
+
+    k: int = 1
+
+    def __post_init__(self):
+        _check_k("Fantope", self.k)
+
+    def check_point(self, x, name: str = "x") -> None:
+        check_matrix("Fantope", x, name, square=True)
+        if x.shape[-1] < self.k:
+            raise ValueError(f"Fantope: k = {self.k} exceeds the size {x.shape[-1]} of {name}")
+
+    def lmo(self, g):
+        self.check_point(g, "g")
+        v = _lowest_eigenvectors(g, self.k)
+        return v @ jnp.swapaxes(v, -1, -2)
+
+    @jitted
+    def project(self, x):
+        """Eigenvalues of sym(x) projected onto {0 <= lambda <= 1, sum lambda = k}."""
+        self.check_point(x)
+        return _map_eigenvalues(lambda e: project_capped_simplex(e, self.k, 1.0), x)
+
+    def feasibility(self, x):
+        self.check_point(x)
+        return _eigen_sets_feasibility(x, 0.0, 1.0, self.k)
+
+    def diameter(self, shape=()) -> float:
+        n = shape[-1] if len(shape) >= 2 else self.k
+        return math.sqrt(2.0 * min(self.k, n - self.k))

@@ -11,6 +11,7 @@ import math
 import jax
 import numpy as np
 
+from manifold_opt.manifolds.tree import is_param_wrapper
 from manifold_opt.sets.vector import KSparse, L1Ball, L2Ball, LInfBall
 
 KINDS = ("l2", "l1", "linf", "ksparse")
@@ -20,7 +21,9 @@ def sets_from_init(params, kind: str = "l2", width: float = 300.0, k_fraction: f
     """A set tree over `params` (concrete arrays): per leaf an L2 / L1 / Linf / K-sparse ball of
     diameter 2 * width * ||leaf||_2. K-sparse balls use k = max(1, round(k_fraction * size)).
     Leaves whose initialization is all zeros (biases) get None: train them with another
-    optimizer through `optax.partition`."""
+    optimizer through `optax.partition`. Wrapped arrays (`nnx.state(model, nnx.Param)`, linen
+    boxed metadata) get a plain set or None, not a wrapper around it, so the tree is a prefix of
+    the params (`mo.partition_labels(sets)` labels every leaf)."""
     if kind not in KINDS:
         raise ValueError(f"sets_from_init: unknown kind {kind!r}; expected one of {list(KINDS)}")
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
@@ -28,7 +31,8 @@ def sets_from_init(params, kind: str = "l2", width: float = 300.0, k_fraction: f
     if not 0.0 < k_fraction <= 1.0:
         raise ValueError(f"sets_from_init: k_fraction must be in (0, 1], got {k_fraction!r}")
 
-    def leaf(x):
+    def leaf(node):
+        x = jax.tree_util.tree_leaves(node)[0]  # the array, inside a wrapper or not
         norm = float(np.linalg.norm(np.asarray(x, np.float64)))
         if norm == 0.0:
             return None
@@ -42,4 +46,4 @@ def sets_from_init(params, kind: str = "l2", width: float = 300.0, k_fraction: f
         k = max(1, int(round(k_fraction * x.size)))
         return KSparse(k, radius / math.sqrt(k))
 
-    return jax.tree_util.tree_map(leaf, params)
+    return jax.tree_util.tree_map(leaf, params, is_leaf=is_param_wrapper)

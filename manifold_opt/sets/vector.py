@@ -7,6 +7,10 @@ LMOs (argmin_{s in C} <g, s>, Jaggi 2013; FrankWolfe.jl):
   LInfBall {||x||_inf <= r}:                -r sign(g)
   Box {lower <= x <= upper}:                lower where g > 0, else upper
   KSparse {||x||_inf <= r, ||x||_1 <= k r}: -r sign(g_i) on the k largest |g_i|, 0 elsewhere
+  Hypersimplex {x in [0, r]^n, sum x = k r}: r on the k smallest g_i, 0 elsewhere
+  KNormBall {sum of the k largest |x_i| <= r} = conv(L1Ball(r) u LInfBall(r / k)): the better of
+                                            -r sign(g_i) e_i (i = argmax |g_i|) and -(r / k) sign(g)
+  Ellipsoid {(x - c)^T A (x - c) <= 1}:     c - A^-1 g / sqrt(g^T A^-1 g)
 """
 from __future__ import annotations
 
@@ -35,6 +39,33 @@ def project_l1(x, radius):
     inside = jnp.sum(jnp.abs(x)) <= radius
     onto = optax.projections.projection_simplex(jnp.abs(x).reshape(-1), jnp.asarray(radius, x.dtype))
     return jnp.where(inside, x, jnp.sign(x) * onto.reshape(x.shape).astype(x.dtype))
+
+
+def bisect(fn, lo, hi, steps: int = 100):
+    """The root of a nonincreasing scalar function fn on [lo, hi] (fn(lo) >= 0 >= fn(hi)) by
+    `steps` bisections in a lax.scan (the projections' one-dimensional KKT equations)."""
+
+    def halve(bounds, _):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        above = fn(mid) > 0
+        return (jnp.where(above, mid, lo), jnp.where(above, hi, mid)), None
+
+    (lo, hi), _ = jax.lax.scan(halve, (lo, hi), None, length=steps)
+    return 0.5 * (lo + hi)
+
+
+def project_capped_simplex(x, total, cap):
+    """Euclidean projection onto {y in [0, cap]^n, sum y = total} (0 < total <= n cap):
+    y = clip(x - tau, 0, cap) with tau found by bisection (the KKT conditions)."""
+    cap = jnp.asarray(cap, x.dtype)
+    tau = bisect(lambda t: jnp.sum(jnp.clip(x - t, 0, cap)) - total, jnp.min(x) - cap, jnp.max(x))
+    return jnp.clip(x - tau, 0, cap)
+
+
+def _check_k(owner: str, k) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"{owner}: k must be a positive int, got {k!r}")
 
 
 def _signed_atom(codes, like, radius):
@@ -221,8 +252,7 @@ class KSparse(Polytope):
     radius: float = 1.0
 
     def __post_init__(self):
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"KSparse: k must be a positive int, got {self.k!r}")
+        _check_k("KSparse", self.k)
         check_radius("KSparse", self.radius)
 
     def check_point(self, x, name: str = "x") -> None:
@@ -242,13 +272,7 @@ class KSparse(Polytope):
         def l1(tau):
             return jnp.sum(jnp.clip(a - tau, 0, r))
 
-        def bisect(bounds, _):
-            lo, hi = bounds
-            mid = 0.5 * (lo + hi)
-            over = l1(mid) > self.k * r
-            return (jnp.where(over, mid, lo), jnp.where(over, hi, mid)), None
-
-        (_, tau), _ = jax.lax.scan(bisect, (jnp.zeros((), x.dtype), jnp.max(a)), None, length=100)
+        tau = bisect(lambda t: l1(t) - self.k * r, jnp.zeros((), x.dtype), jnp.max(a))
         tau = jnp.where(l1(0) <= self.k * r, 0, tau)
         return jnp.sign(x) * jnp.clip(a - tau, 0, r)
 
@@ -273,3 +297,172 @@ class KSparse(Polytope):
 
     def max_atoms(self, like) -> int:
         return int(min(math.comb(like.size, self.k) * 2**self.k, 2 * (like.size + 1), MAX_ACTIVE_ATOMS))
+
+
+@dataclasses.dataclass(frozen=True)
+class Hypersimplex(Polytope):
+    """{x in [0, radius]^n, sum x = k radius}: conv of the points with k entries radius and the
+    rest 0 (FrankWolfe.jl's HyperSimplexOracle). Vertices are coded by their k sorted indices."""
+
+    k: int = 1
+    radius: float = 1.0
+
+    def __post_init__(self):
+        _check_k("Hypersimplex", self.k)
+        check_radius("Hypersimplex", self.radius)
+
+    def check_point(self, x, name: str = "x") -> None:
+        super().check_point(x, name)
+        if x.size < self.k:
+            raise ValueError(f"Hypersimplex: k = {self.k} exceeds the size {x.size} of {name}")
+
+    @jitted
+    def project(self, x):
+        """x_i = clip(y_i - tau, 0, r) with tau making sum x = k r (`project_capped_simplex`)."""
+        self.check_point(x)
+        return project_capped_simplex(x, self.k * self.radius, self.radius)
+
+    def feasibility(self, x):
+        self.check_point(x)
+        return jnp.max(_relu(-x)) + jnp.max(_relu(x - self.radius)) + jnp.abs(jnp.sum(x) - self.k * self.radius)
+
+    def diameter(self, shape=()) -> float:
+        n = _size(shape)
+        return self.radius * math.sqrt(2.0 * min(self.k, n - self.k)) if shape else 0.0
+
+    def atom_code(self, g):
+        _, indices = jax.lax.top_k(-g.reshape(-1), self.k)
+        return jnp.sort(indices).astype(jnp.int32)
+
+    def atom(self, code, like):
+        return jnp.zeros(like.size, like.dtype).at[code].set(self.radius).reshape(like.shape)
+
+    def atom_scores(self, g, codes):
+        return self.radius * jnp.sum(g.reshape(-1)[codes], axis=-1)
+
+    def max_atoms(self, like) -> int:
+        return int(min(math.comb(like.size, self.k), 2 * (like.size + 1), MAX_ACTIVE_ATOMS))
+
+
+def _top_k_sum(a, k):
+    return jnp.sum(jax.lax.top_k(a.reshape(-1), k)[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class KNormBall(ConvexSet):
+    """{||x||_(k) <= radius}, ||x||_(k) the sum of the k largest |x_i| (FrankWolfe.jl's
+    KNormBallLMO): the convex hull of the L1 ball of the radius and the Linf ball of radius / k."""
+
+    k: int = 1
+    radius: float = 1.0
+
+    def __post_init__(self):
+        _check_k("KNormBall", self.k)
+        check_radius("KNormBall", self.radius)
+
+    def check_point(self, x, name: str = "x") -> None:
+        super().check_point(x, name)
+        if x.size < self.k:
+            raise ValueError(f"KNormBall: k = {self.k} exceeds the size {x.size} of {name}")
+
+    def lmo(self, g):
+        self.check_point(g, "g")
+        flat = g.reshape(-1)
+        i = jnp.argmax(jnp.abs(flat))
+        l1_vertex = jnp.zeros_like(flat).at[i].set(-self.radius * jnp.sign(flat[i]))
+        linf_vertex = -(self.radius / self.k) * jnp.sign(flat)
+        l1_better = self.radius * jnp.abs(flat[i]) >= (self.radius / self.k) * jnp.sum(jnp.abs(flat))
+        return jnp.where(l1_better, l1_vertex, linf_vertex).reshape(g.shape)
+
+    @jitted
+    def project(self, x):
+        """sign(y) (|y| - clip(|y| - c, 0, mu)): the prox of mu ||.||_(k) (its subgradients are
+        w in [0, 1]^n with sum w = k on the entries at or above the k-th largest c), with c solving
+        sum clip(|y| - c, 0, mu) = k mu (c = 0 when no c >= 0 does) and mu the multiplier making
+        ||x||_(k) = radius; both by bisection."""
+        self.check_point(x)
+        a = jnp.abs(x)
+        zero = jnp.zeros((), x.dtype)
+
+        def shrunk(mu):
+            excess = lambda c: jnp.sum(jnp.clip(a - c, 0, mu)) - self.k * mu
+            c = jnp.where(excess(zero) <= 0, zero, bisect(excess, zero, jnp.max(a)))
+            return a - jnp.clip(a - c, 0, mu)
+
+        mu = bisect(lambda mu: _top_k_sum(shrunk(mu), self.k) - self.radius, zero, jnp.sum(a))
+        inside = _top_k_sum(a, self.k) <= self.radius
+        return jnp.where(inside, x, jnp.sign(x) * shrunk(mu))
+
+    def feasibility(self, x):
+        self.check_point(x)
+        return _relu(_top_k_sum(jnp.abs(x), self.k) - self.radius)
+
+    def diameter(self, shape=()) -> float:
+        n = _size(shape)
+        if not shape or n == 0:
+            return 0.0
+        # the farthest vertex pair: opposite Linf vertices (2 r sqrt(n) / k) or L1 ones (2 r)
+        return 2.0 * self.radius * max(1.0, math.sqrt(n) / self.k)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Ellipsoid(ConvexSet):
+    """{x : (x - center)^T A (x - center) <= 1} for a symmetric positive definite A (n x n) and
+    points of shape (n,). (Compared and hashed by identity, since A is an array.)"""
+
+    A: object = None
+    center: object = 0.0
+
+    __eq__ = object.__eq__  # identity: the arrays it holds are not hashable
+    __hash__ = object.__hash__
+
+    def __post_init__(self):
+        a = np.asarray(self.A, np.float64)
+        if a.ndim != 2 or a.shape[0] != a.shape[1] or not np.all(np.isfinite(a)) or not np.allclose(a, a.T):
+            raise ValueError(f"Ellipsoid: A must be a finite symmetric (n, n) matrix, got shape {a.shape}")
+        if np.linalg.eigvalsh(a)[0] <= 0:
+            raise ValueError("Ellipsoid: A must be positive definite")
+        try:
+            np.broadcast_to(np.asarray(self.center, np.float64), a.shape[:1])
+        except ValueError:
+            raise ValueError(f"Ellipsoid: center must broadcast to shape {a.shape[:1]}") from None
+
+    def check_point(self, x, name: str = "x") -> None:
+        super().check_point(x, name)
+        n = np.shape(self.A)[0]
+        if x.shape != (n,):
+            raise ValueError(f"Ellipsoid: {name} must have shape ({n},), got {x.shape}")
+
+    def _eigh(self, like):
+        """A = Q diag(a) Q^T and the center, in like's dtype (NumPy: constants under jit)."""
+        a, q = np.linalg.eigh(np.asarray(self.A, np.float64))
+        center = np.broadcast_to(np.asarray(self.center, np.float64), a.shape)
+        return (jnp.asarray(a, like.dtype), jnp.asarray(q, like.dtype), jnp.asarray(center, like.dtype))
+
+    def lmo(self, g):
+        self.check_point(g, "g")
+        a, q, center = self._eigh(g)
+        a_inv_g = q @ ((q.T @ g) / a)
+        norm = jnp.sqrt(jnp.vdot(g, a_inv_g))
+        return center - a_inv_g / jnp.where(norm > 0, norm, 1)
+
+    @jitted
+    def project(self, x):
+        """c + (I + lam A)^-1 (x - c) with lam >= 0 making the point land on the boundary (in A's
+        eigenbasis sum a_i z_i^2 / (1 + lam a_i)^2 = 1, by bisection on lam)."""
+        self.check_point(x)
+        a, q, center = self._eigh(x)
+        z = q.T @ (x - center)
+        level = lambda lam: jnp.sum(a * (z / (1 + lam * a)) ** 2) - 1
+        lam = bisect(level, jnp.zeros((), x.dtype), jnp.sqrt(jnp.sum(z**2 / a)))
+        lam = jnp.where(level(0) <= 0, 0, lam)
+        return center + q @ (z / (1 + lam * a))
+
+    def feasibility(self, x):
+        self.check_point(x)
+        a, q, center = self._eigh(x)
+        z = q.T @ (x - center)
+        return _relu(jnp.sum(a * z**2) - 1)
+
+    def diameter(self, shape=()) -> float:
+        return 2.0 / math.sqrt(float(np.linalg.eigvalsh(np.asarray(self.A, np.float64))[0]))

@@ -73,8 +73,9 @@ def check_concrete_args(owner: str, arguments: dict, geometry: str = "manifold")
     manifold, x0 = arguments.get(geometry), arguments.get("x0")
     if arguments.get("project_x0") or not _is_concrete(x0) or not hasattr(manifold, "feasibility"):
         return
-    if arguments.get("variant", "vanilla") != "vanilla":
-        return  # Frank-Wolfe's active-set variants start from a vertex of the set, not from x0
+    variant = arguments.get("variant", "vanilla")
+    if variant not in ("vanilla", "block_coordinate") and (variant is not None or getattr(manifold, "has_atoms", False)):
+        return  # Frank-Wolfe's active-set variants (the default on sets with vertex codes) start from a vertex
     leaves = jax.tree_util.tree_leaves(x0)
     try:
         residual = float(np.max(np.asarray(manifold.feasibility(x0))))

@@ -12,6 +12,18 @@ test. Each iteration moves x <- x + gamma d along
 - blended_pairwise: d = l - a with l = argmin_{active} <g, l> when <g, a - l> >= gap (a local
                     pairwise step, no LMO vertex added), else d = s - x (Tsuji, Tanaka &
                     Pokutta 2022)
+- block_coordinate: over a ProductSet, d = s - x on block i = t mod m only, s_i = LMO_i(g_i)
+                    (cyclic block-coordinate FW, Lacoste-Julien, Jaggi, Schmidt & Pletscher
+                    2013); the stopping test sums the blocks' last gaps and is certified by all
+                    blocks' LMOs at x when that sum is under the tolerance.
+- lazy_blended_pairwise: the same local step whenever <g, a - l> >= phi / K (K = 2), without
+                    calling the LMO; otherwise the LMO is called and d = s - x when the gap
+                    <g, x - s> >= phi / K, else x stays and phi <- min(gap, phi / 2) (a dual step;
+                    phi starts at the first gap). Lazification as in Braun, Pokutta & Zink 2017
+                    and FrankWolfe.jl's lazy blended pairwise.
+
+The default variant is blended_pairwise on sets with vertex codes (linear convergence on
+polytopes for strongly convex f, FrankWolfe.jl's recommendation) and vanilla elsewhere.
 
 The active set (x = sum_i w_i v_i) holds at most `active_set_size` vertices as integer codes
 (`set.atom_code`); an atom whose weight reaches 0 (a drop step) frees its slot. Step sizes:
@@ -23,6 +35,12 @@ We accept on the first-order form of their sufficient-decrease test, <grad f(x +
 L >= d^T H d / ||d||^2, but theirs compares differences of f that sink below f's rounding near the
 optimum (the estimate of L then blows up and the iterates stall), ours does not.
 The accepted trial's gradient is the next iterate's.
+
+Honest stopping: `converged` needs an exact gap with -rounding <= gap <= tolerance. Where the LMO
+is approximate (`set.lmo_is_exact` False: power iteration, Newton-Schulz) its gap only bounds the
+true gap from below, so a gap under the tolerance is recomputed with `set.lmo_exact` before the
+run may stop; a set with `lmo_warm` (NuclearNormBall) is warm-started from the previous
+iteration's singular vector. The returned `gap` is always the exact gap at the returned x.
 """
 from __future__ import annotations
 
@@ -34,10 +52,13 @@ from jax import lax
 
 from manifold_opt.manifolds.base import check_option
 from manifold_opt.sets.base import vdot
+from manifold_opt.sets.product import ProductSet
 from manifold_opt.solvers import common
 from manifold_opt.solvers.result import SolverLog, SolverResult, StopReason
 
-VARIANTS = ("vanilla", "away", "pairwise", "blended_pairwise")
+VARIANTS = ("vanilla", "away", "pairwise", "blended_pairwise", "lazy_blended_pairwise", "block_coordinate")
+LAZY_K = 2.0  # lazy variants: a cached step is taken while it gains >= phi / LAZY_K
+ROUNDING = 32  # a gap above -ROUNDING eps ||g|| (||x|| + ||s||) is rounding, not an inexact LMO
 STEPS = ("agnostic", "short", "adaptive")
 
 
@@ -48,7 +69,10 @@ class FrankWolfeIterate(NamedTuple):
     grad_norm: jax.Array
     vertex: object  # s = LMO(grad)
     code: jax.Array | None  # its atom code (active-set variants)
-    gap: jax.Array
+    gap: jax.Array  # the duality gap at x (+inf where a lazy step did not call the LMO)
+    gap_floor: jax.Array  # gaps below this are not rounding: never convergence
+    warm: object  # the LMO's warm start (sets with lmo_warm), else None
+    phi: jax.Array | None  # lazy variants: the gap estimate
     lipschitz: jax.Array  # the current estimate of L (adaptive) or the given L (short)
     codes: jax.Array | None  # active set: atom codes, (capacity, *code_shape)
     weights: jax.Array | None  # active set: weights, (capacity,); 0 marks a free slot
@@ -73,9 +97,9 @@ def frank_wolfe(
     set,
     x0,
     *,
-    variant: str = "vanilla",
+    variant: str | None = None,
     step: str = "adaptive",
-    max_iterations: int = 1000,
+    max_iterations: int = 10000,
     tolerance=1e-7,
     lipschitz=None,
     log: bool = False,
@@ -84,11 +108,13 @@ def frank_wolfe(
 ) -> SolverResult:
     """Minimize `cost` (x -> scalar, differentiated by autodiff) over the convex `set`.
 
-    Returns a SolverResult whose `gap` is the Frank-Wolfe duality gap at x, `converged` is
-    gap <= tolerance (stop reason GAP_TOLERANCE), and `gradient_norm` holds the Euclidean norm
+    `variant` defaults to "blended_pairwise" on sets with vertex codes, else "vanilla".
+    Returns a SolverResult whose `gap` is the Frank-Wolfe duality gap at x (computed with the
+    exact LMO), `converged` is 0 <= gap <= tolerance up to rounding (stop reason GAP_TOLERANCE;
+    never on an approximate LMO's gap alone), and `gradient_norm` holds the Euclidean norm
     ||grad f(x)|| (not a stationarity measure under constraints). With log=True the SolverLog
-    also holds the gap per iteration. `lipschitz` is required by step="short" and, when given,
-    is adaptive's first estimate. Vanilla starts at x0, which must lie in the set (iterates
+    also holds the gap per iteration (+inf where a lazy variant did not call the LMO).
+    `lipschitz` is required by step="short" and, when given, is adaptive's first estimate. Vanilla starts at x0, which must lie in the set (iterates
     are convex combinations of x0 and LMO vertices). The active-set variants start from the vertex
     atom(atom_code(-x0)) (x0 itself when x0 is a vertex of the Simplex, L1Ball, KSparse or
     BirkhoffPolytope) and need a set with vertex codes; `active_set_size` defaults to
@@ -96,17 +122,24 @@ def frank_wolfe(
     static; `jax.vmap` over x0 (and over data the cost closes over) works.
     """
     owner = "solvers.frank_wolfe"
+    if variant is None:
+        variant = "blended_pairwise" if getattr(set, "has_atoms", False) else "vanilla"
     check_option(owner, "variant", variant, VARIANTS)
     check_option(owner, "step", step, STEPS)
     if not hasattr(set, "lmo"):
         raise TypeError(f"{owner}: set must be a constraint set of mo.sets, got {type(set).__name__}")
     if step == "short" and lipschitz is None:
         raise ValueError(f"{owner}: step='short' needs lipschitz (the smoothness constant L of cost)")
-    use_atoms = variant != "vanilla"
+    block = variant == "block_coordinate"
+    use_atoms = variant not in ("vanilla", "block_coordinate")
+    lazy = variant.startswith("lazy")
+    warm_start = hasattr(set, "lmo_warm") and not use_atoms
+    if block and not isinstance(set, ProductSet):
+        raise ValueError(f"{owner}: variant='block_coordinate' needs a ProductSet, got {type(set).__name__}")
     if use_atoms and not set.has_atoms:
         raise ValueError(
             f"{owner}: variant={variant!r} needs a set with vertex codes (Simplex, L1Ball, KSparse, "
-            f"BirkhoffPolytope, ConvexHull), got {type(set).__name__}; use variant='vanilla'"
+            f"Hypersimplex, BirkhoffPolytope, ConvexHull), got {type(set).__name__}; use variant='vanilla'"
         )
     if not callable(cost):
         raise TypeError(f"{owner}: cost must be a callable x -> scalar, got {type(cost).__name__}")
@@ -116,19 +149,65 @@ def frank_wolfe(
     if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 0:
         raise ValueError(f"{owner}: max_iterations must be a nonnegative int, got {max_iterations!r}")
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(x0))
+    eps = jnp.finfo(dtype).eps
 
-    def vertex(g):
+    def vertex(g, warm):
+        """(s = LMO(g), its code, the warm start for the next call)."""
         if use_atoms:
             code = set.atom_code(g)
-            return set.atom(code, g), code
-        return set.lmo(g), None
+            return set.atom(code, g), code, None
+        if warm_start:
+            s, warm = set.lmo_warm(g, warm)
+            return s, None, warm
+        return set.lmo(g), None, None
 
-    def evaluate(x, value_grad=None):
-        """f, grad f, ||grad f||, s = LMO(grad f), its code and the gap at x (reusing a known
-        (f(x), grad f(x)) from the adaptive step's last trial)."""
+    def gap_at(x, g, s):
+        """(<g, x - s>, the floor below which it is not rounding)."""
+        scale = ROUNDING * eps * jnp.sqrt(_norm2(g)) * (jnp.sqrt(_norm2(x)) + jnp.sqrt(_norm2(s)))
+        return vdot(g, _sub(x, s)), -scale
+
+    def certified(x, g, s, gap):
+        """An approximate LMO's gap under the tolerance is recomputed with the exact LMO."""
+        if set.lmo_is_exact:
+            return s, gap
+
+        def exact():
+            e = set.lmo_exact(g)
+            return e, gap_at(x, g, e)[0]
+
+        return lax.cond(gap <= tolerance, exact, lambda: (s, gap))
+
+    def block_vertex(x, g, state):
+        """Block-coordinate FW: (s = x with block i replaced by LMO_i(g_i), the sum of the blocks'
+        last gaps, the next state). The state is (i, each block's gap when last computed); when
+        their sum is under the tolerance, every block's gap is recomputed at x (exact LMO)."""
+        i, gaps = state
+        blocks = range(len(set.sets))
+
+        def replaced(j):
+            s_j = set.sets[j].lmo(g[j])
+            return tuple(s_j if b == j else x[b] for b in blocks), vdot(g[j], _sub(x[j], s_j))
+
+        s, gap_i = lax.switch(i, [lambda j=j: replaced(j) for j in blocks])
+        gaps = gaps.at[i].set(gap_i)
+        exact_gaps = lambda: jnp.stack([vdot(g[j], _sub(x[j], e)) for j, e in zip(blocks, set.lmo_exact(g))])
+        gaps = lax.cond(jnp.sum(gaps) <= tolerance, exact_gaps, lambda: gaps)
+        return s, jnp.sum(gaps), ((i + 1) % len(set.sets), gaps)
+
+    def evaluate(x, warm, value_grad=None, oracle=True):
+        """f, grad f, ||grad f||, s = LMO(grad f), its code, the gap at x and its floor, and the
+        LMO's warm start (reusing a known (f(x), grad f(x)) from the adaptive step's last trial);
+        without `oracle` (lazy steps) s and the gap are left for the step to fill in."""
         value, g = jax.value_and_grad(cost)(x) if value_grad is None else value_grad
-        s, code = vertex(g)
-        return value, g, jnp.sqrt(_norm2(g)), s, code, vdot(g, _sub(x, s))
+        if not oracle:
+            return value, g, jnp.sqrt(_norm2(g)), None, None, None, None, warm
+        if block:
+            s, gap, warm = block_vertex(x, g, warm)
+            return value, g, jnp.sqrt(_norm2(g)), s, None, gap, gap_at(x, g, s)[1], warm
+        s, code, warm = vertex(g, warm)
+        gap, floor = gap_at(x, g, s)
+        s, gap = certified(x, g, s, gap)
+        return value, g, jnp.sqrt(_norm2(g)), s, code, gap, floor, warm
 
     def record(log_, k, value, grad_norm, gap):
         if log_ is None:
@@ -144,13 +223,14 @@ def frank_wolfe(
         weights = jnp.zeros((capacity,), dtype).at[0].set(1)
     else:
         x, codes, weights = x0, None, None
-    value, g, grad_norm, s, code, gap = evaluate(x)
+    start = (jnp.zeros([], jnp.int32), jnp.full(len(set.sets), jnp.inf, dtype)) if block else None
+    value, g, grad_norm, s, code, gap, floor, warm = evaluate(x, start)
     if lipschitz is None:  # Pedregosa et al.'s first estimate from a gradient difference
-        eps = 1e-3
+        h = 1e-3
         d0 = _sub(s, x)
         dd = _norm2(d0)
-        g_eps = jax.grad(cost)(common.axpy(eps, d0, x))
-        estimate = jnp.sqrt(_norm2(_sub(g_eps, g))) / (eps * jnp.sqrt(dd))
+        g_h = jax.grad(cost)(common.axpy(h, d0, x))
+        estimate = jnp.sqrt(_norm2(_sub(g_h, g))) / (h * jnp.sqrt(dd))
         lip0 = jnp.where((dd > 0) & (estimate > 0) & jnp.isfinite(estimate), estimate, 1.0)
     else:
         lip0 = jnp.asarray(lipschitz, dtype)
@@ -158,13 +238,15 @@ def frank_wolfe(
     if log:
         fill = jnp.full((max_iterations + 1,), jnp.nan, dtype)
         new_log = record(SolverLog(fill, fill, fill), 0, value, grad_norm, gap)
-    it = FrankWolfeIterate(x, value, g, grad_norm, s, code, gap, lip0.astype(dtype), codes, weights,
+    phi = gap if lazy else None
+    it = FrankWolfeIterate(x, value, g, grad_norm, s, code, gap, floor, warm, phi, lip0.astype(dtype), codes, weights,
                            jnp.asarray(False), jnp.zeros([], jnp.int32), new_log)
 
     def reason_of(it):
-        non_finite = ~(jnp.isfinite(it.value) & jnp.isfinite(it.grad_norm) & jnp.isfinite(it.gap))
+        non_finite = ~(jnp.isfinite(it.value) & jnp.isfinite(it.grad_norm)) | jnp.isnan(it.gap)
+        converged = (it.gap <= tolerance) & (it.gap >= it.gap_floor)
         return jnp.select(
-            [non_finite, it.gap <= tolerance, it.full, it.iteration >= max_iterations],
+            [non_finite, converged, it.full, it.iteration >= max_iterations],
             [StopReason.NON_FINITE, StopReason.GAP_TOLERANCE, StopReason.ACTIVE_SET_FULL, StopReason.MAX_ITERATIONS],
             StopReason.RUNNING,
         ).astype(jnp.int32)
@@ -201,13 +283,15 @@ def frank_wolfe(
         if not use_atoms:
             gamma, lip, value_grad = step_size(it, _sub(it.vertex, it.x), jnp.asarray(1, dtype))
             x = common.axpy(gamma, _sub(it.vertex, it.x), it.x)
-            codes, weights, full = None, None, it.full
+            codes, weights, full, s, code, phi, known_gap = None, None, it.full, None, None, None, None
         else:
-            x, codes, weights, full, lip, value_grad = active_set_step(it)
-        value, g, grad_norm, s, code, gap = evaluate(x, value_grad)
+            x, codes, weights, full, lip, value_grad, s, code, phi, known_gap = active_set_step(it)
+        value, g, grad_norm, new_s, new_code, gap, floor, warm = evaluate(x, it.warm, value_grad, oracle=not lazy)
+        if lazy:  # the gap is known only where a dual step left x in place
+            new_s, new_code, gap, floor = s, code, known_gap, gap_at(x, g, s)[1]
         k = it.iteration + 1
-        return FrankWolfeIterate(x, value, g, grad_norm, s, code, gap, lip, codes, weights, full, k,
-                                 record(it.log, k, value, grad_norm, gap))
+        return FrankWolfeIterate(x, value, g, grad_norm, new_s, new_code, gap, floor, warm, phi, lip, codes, weights,
+                                 full, k, record(it.log, k, value, grad_norm, gap))
 
     def active_set_step(it):
         active = it.weights > 0
@@ -217,6 +301,7 @@ def frank_wolfe(
         atom_a = set.atom(it.codes[a], it.x)
         no, yes = jnp.asarray(False), jnp.asarray(True)
         target = a  # the local pairwise target (blended pairwise only)
+        s, code, gap, phi, known_gap = it.vertex, it.code, it.gap, it.phi, None
         if variant == "away":
             fw_step = it.gap >= scores[a] - vdot(it.grad, it.x)
             away_step, pairwise, local = ~fw_step, no, no
@@ -227,14 +312,19 @@ def frank_wolfe(
             d, gamma_max = _sub(it.vertex, atom_a), w_a
         else:
             target = jnp.argmin(jnp.where(active, scores, jnp.inf))
-            local = scores[a] - scores[target] >= it.gap
-            fw_step, away_step, pairwise = ~local, no, no
-            d = common.select(local, _sub(set.atom(it.codes[target], it.x), atom_a), _sub(it.vertex, it.x))
-            gamma_max = jnp.where(local, w_a, 1)
+            if lazy:
+                s, code, gap, phi, local, fw_step = lazy_choice(it, scores[a] - scores[target])
+                known_gap = jnp.where(local | fw_step, jnp.inf, gap)
+            else:
+                local = scores[a] - scores[target] >= it.gap
+                fw_step = ~local
+            away_step, pairwise = no, no
+            d = common.select(local, _sub(set.atom(it.codes[target], it.x), atom_a), _sub(s, it.x))
+            gamma_max = jnp.where(local, w_a, jnp.where(fw_step, 1, 0))  # 0: a lazy dual step
         gamma, lip, value_grad = step_size(it, d, jnp.asarray(gamma_max, dtype))
         # the weights: w <- c w + gamma e_in - gamma e_out (an atom whose weight hits 0 is dropped)
         adds_vertex = fw_step | pairwise
-        same = jnp.all((it.codes == it.code).reshape(it.codes.shape[0], -1), axis=1) & active
+        same = jnp.all((it.codes == code).reshape(it.codes.shape[0], -1), axis=1) & active
         slot = jnp.where(jnp.any(same), jnp.argmax(same), jnp.argmax(~active))
         full = adds_vertex & (gamma > 0) & ~jnp.any(same) & jnp.all(active)
         slot_in = jnp.where(adds_vertex, slot, target)
@@ -242,15 +332,34 @@ def frank_wolfe(
         w = (c * it.weights).at[slot_in].add(jnp.where(adds_vertex | local, gamma, 0))
         is_out = (jnp.arange(w.shape[0]) == a) & (away_step | pairwise | local)
         w = jnp.maximum(jnp.where(is_out, jnp.where(gamma >= gamma_max, 0, w - gamma), w), 0)
-        codes = it.codes.at[slot_in].set(jnp.where(adds_vertex, it.code, it.codes[slot_in]))
+        codes = it.codes.at[slot_in].set(jnp.where(adds_vertex, code, it.codes[slot_in]))
         x = common.axpy(gamma, d, it.x)
         # no free slot for the new vertex: stay put and report ACTIVE_SET_FULL
         if value_grad is not None:
             value_grad = common.select(full, (it.value, it.grad), value_grad)
         return (common.select(full, it.x, x), jnp.where(full, it.codes, codes), jnp.where(full, it.weights, w),
-                full, lip, value_grad)
+                full, lip, value_grad, s, code, phi, known_gap)
+
+    def lazy_choice(it, local_gain):
+        """(s, code, gap, phi, local, fw_step): a local step while it gains >= phi / K (no LMO
+        call); else the LMO's vertex if its gap >= phi / K (and above the tolerance), else a
+        dual step phi <- min(gap, phi / 2) that leaves x, whose gap is then known."""
+        local = (local_gain >= it.phi / LAZY_K) & (local_gain > 0)
+
+        def oracle():
+            s, code, _ = vertex(it.grad, None)
+            return s, code, gap_at(it.x, it.grad, s)[0]
+
+        s, code, gap = lax.cond(local, lambda: (it.vertex, it.code, jnp.asarray(jnp.inf, dtype)), oracle)
+        fw_step = ~local & (gap >= it.phi / LAZY_K) & (gap > tolerance)
+        phi = jnp.where(local | fw_step, it.phi, jnp.minimum(gap, it.phi / 2))
+        return s, code, gap, phi, local, fw_step
 
     it = lax.while_loop(lambda it: reason_of(it) == StopReason.RUNNING, body, it)
     reason = reason_of(it)
+    gap = it.gap
+    if lazy or block or not set.lmo_is_exact:  # a converged run's gap is exact; recompute any other
+        exact_gap = lambda: gap_at(it.x, it.grad, set.lmo_exact(it.grad))[0]
+        gap = lax.cond(reason == StopReason.GAP_TOLERANCE, lambda: it.gap, exact_gap)
     return SolverResult(it.x, it.value, it.grad_norm, it.iteration, reason == StopReason.GAP_TOLERANCE, reason,
-                        it.log, it.gap)
+                        it.log, gap)

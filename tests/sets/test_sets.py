@@ -195,3 +195,33 @@ def test_sets_are_leaves_of_the_manifold_tree_and_sized_from_init():
     for kind in ("l2", "l1", "linf"):
         c = sets_from_init(params["dense"], kind=kind, width=10.0)["kernel"]
         np.testing.assert_allclose(c.diameter((4, 3)), 2 * 10.0 * np.sqrt(12.0))
+
+
+def test_sets_from_nnx_state_train_a_model_under_nnx_optimizer():
+    """Issue 18.5: sets sized from `nnx.state(model, nnx.Param)` are plain sets and None (no
+    Param wrappers), so `partition_labels` keeps the bias leaves under nnx.Optimizer: one step
+    moves each kernel to x + lr (LMO(g) - x) and each bias by SGD."""
+    from flax import nnx
+
+    model = nnx.Sequential(nnx.Linear(4, 8, rngs=nnx.Rngs(0)), nnx.relu, nnx.Linear(8, 2, rngs=nnx.Rngs(1)))
+    params = nnx.state(model, nnx.Param)
+    sets = sets_from_init(params, "l1", width=0.5)
+    leaves = jax.tree_util.tree_leaves(sets, is_leaf=lambda s: s is None)
+    assert [type(s).__name__ for s in leaves] == ["NoneType", "L1Ball", "NoneType", "L1Ball"]
+    tx = optax.partition({"manifold": mo.frank_wolfe(0.3, sets), "free": optax.sgd(0.1)}, mo.partition_labels(sets))
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 4)))
+    before = jax.tree_util.tree_map(np.asarray, nnx.state(model, nnx.Param))
+    grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)
+    optimizer.update(model, grads)
+    after = nnx.state(model, nnx.Param)
+    for layer in (0, 2):
+        g = grads["layers"][layer]
+        w0, radius = before["layers"][layer]["kernel"].get_value(), sets["layers"][layer]["kernel"].radius
+        s = np.zeros_like(w0)
+        i = np.unravel_index(np.argmax(np.abs(g["kernel"].get_value())), w0.shape)
+        s[i] = -radius * np.sign(g["kernel"].get_value()[i])
+        np.testing.assert_allclose(after["layers"][layer]["kernel"].get_value(), w0 + 0.3 * (s - w0), rtol=1e-12)
+        np.testing.assert_allclose(after["layers"][layer]["bias"].get_value(),
+                                   before["layers"][layer]["bias"].get_value() - 0.1 * g["bias"].get_value(), rtol=1e-12)
+        assert np.any(g["bias"].get_value() != 0)
