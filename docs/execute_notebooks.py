@@ -1,4 +1,4 @@
-"""Execute notebooks/*.ipynb (as the test suite runs them: CPU, quick sizes, Agg backend) and
+"""Execute notebooks/*.ipynb (as the test suite runs them: CPU, quick sizes, the inline backend) and
 store the executed copies with their outputs and figures in docs/notebooks/, which the
 documentation site renders. Run from the repository root after changing a notebook:
 
@@ -18,7 +18,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def execute(path: pathlib.Path) -> None:
     nb = nbformat.read(path, as_version=4)
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # the inline backend: figures as outputs
+    env["PYTHONPATH"] = str(ROOT)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute(env=env)
     out = ROOT / "docs" / "notebooks" / path.name
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,7 @@ def test_experiment_pages_and_math(site):
 
     for name in EXPERIMENTS:
         page = html(site, f"experiments/{name}")
-        assert f"Experiment: {name}" in page and "python -m experiments.run" in page
+        assert f"Experiment: {name}" in page and "experiments.run" in page and f"configs/{name}.py" in page
     guide = html(site, "guide")
     assert "<math" in guide and "arithmatex" not in guide  # math rendered to MathML at build time
 
