@@ -32,6 +32,13 @@ setup(
             "nbformat>=5.9",
             "ipykernel>=6.25",
             "matplotlib>=3.8",
+            # the documentation site, built and browsed by tests/docs (see mkdocs.yml)
+            "mkdocs>=1.6",
+            "mkdocstrings-python>=1.10",
+            "mkdocs-material>=9.5",
+            "mkdocs-jupyter>=0.24",
+            "pymdown-extensions>=10.0",
+            "latex2mathml>=3.77",
         ],
         "bench": [
             "pymanopt>=2.2",

@@ -21,12 +21,17 @@ import jax.numpy as jnp
 
 
 def birkhoff_tangent_projection(p: jax.Array, z: jax.Array) -> jax.Array:
-    """z - (alpha 1^T + 1 beta^T) * p, with alpha, beta making every row and column sum zero.
+    r"""z - (alpha 1^T + 1 beta^T) * p, with alpha, beta making every row and column sum zero.
 
     p (..., n, n) is doubly stochastic with positive entries. The 2n x 2n system
-    [[I, p], [p^T, I]] [alpha; beta] = [z 1; z^T 1] has a one-dimensional null space (1, -1);
-    eliminating alpha gives (I - p^T p + 1 1^T / n) beta = z^T 1 - p^T z 1, which is nonsingular
-    and fixes that freedom by 1^T beta = 0.
+
+    $$\begin{pmatrix} I & P \\ P^\top & I \end{pmatrix}
+      \begin{pmatrix} \alpha \\ \beta \end{pmatrix}
+      = \begin{pmatrix} Z \mathbf{1} \\ Z^\top \mathbf{1} \end{pmatrix}$$
+
+    has a one-dimensional null space (1, -1); eliminating alpha gives
+    $(I - P^\top P + \mathbf{1}\mathbf{1}^\top / n)\,\beta = Z^\top \mathbf{1} - P^\top Z \mathbf{1}$,
+    which is nonsingular and fixes that freedom by $\mathbf{1}^\top \beta = 0$.
     """
     n = p.shape[-1]
     rows = jnp.sum(z, axis=-1)
@@ -95,12 +100,19 @@ def sinkhorn(
     tol: float | None = None,
     implicit_diff: bool = True,
 ) -> jax.Array:
-    """Doubly stochastic matrix diag(u) exp(log_k) diag(v) for square log_k (..., n, n).
+    r"""Doubly stochastic matrix $\operatorname{diag}(u)\, e^{K} \operatorname{diag}(v)$ for square `log_k` = K (..., n, n).
 
     Runs until every column sum is within `tol` of 1 (default: 1e-6 in float32, 1e-12 in float64)
     or `num_iters` sweeps. `implicit_diff=True` differentiates the fixed point (exact at
     convergence); `implicit_diff=False` runs exactly `num_iters` sweeps and differentiates them.
     Batched over leading dimensions (the stopping test uses the worst matrix of the batch).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from manifold_opt.linalg import sinkhorn
+        >>> p = sinkhorn(jax.random.normal(jax.random.PRNGKey(0), (3, 3)))
+        >>> bool(jnp.allclose(p.sum(0), 1.0, atol=1e-5) and jnp.allclose(p.sum(1), 1.0, atol=1e-5))
+        True
     """
     if log_k.ndim < 2 or log_k.shape[-1] != log_k.shape[-2]:
         raise ValueError(f"sinkhorn: log_k must be square (..., n, n), got shape {log_k.shape}")

@@ -75,6 +75,13 @@ def manifold_tree(params, rules: Mapping[str, Manifold | None]):
     `{"*/mixer": Birkhoff(4), "dense*/kernel": Stiefel(64, 32)}`. The first matching rule wins;
     parameters matched by no rule are unconstrained (`None`). A rule that matches no parameter
     left by the earlier rules is a ValueError (usually a typo). The result is validated with `check_manifold_tree`.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from manifold_opt.manifolds import Stiefel, manifold_tree
+        >>> params = {"dense": {"kernel": jnp.eye(4, 2), "bias": jnp.zeros(2)}}
+        >>> manifold_tree(params, {"*/kernel": Stiefel(4, 2)})["dense"]["bias"] is None
+        True
     """
     if not isinstance(rules, Mapping):
         raise TypeError(f"manifold_tree: rules must be a mapping pattern -> Manifold, got {type(rules).__name__}")

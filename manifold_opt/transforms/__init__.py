@@ -1,4 +1,12 @@
-"""optax GradientTransformations built from the manifolds and kernels."""
+r"""optax GradientTransformations built from the manifolds and kernels.
+
+- Riemannian: the tangent step $u$ at $x$ becomes the additive update $R_x(u) - x$, so
+  `optax.apply_updates` lands exactly on the retraction $R_x(u)$.
+- Orthogonalized momentum (Muon family): a matrix's update is built from
+  $\operatorname{msign}(M) = U V^\top$ for the momentum $M = U \Sigma V^\top$ (Newton-Schulz).
+- Frank-Wolfe: $x \leftarrow x + \gamma_t (s - x)$ with $s = \arg\min_{s \in C} \langle g, s \rangle$.
+- Orthogonal gradient: updates with the components along protected directions removed.
+"""
 from manifold_opt.transforms.auon import auon, hybrid_auon, scale_by_auon, scale_by_hybrid_auon
 from manifold_opt.transforms.conda import conda, scale_by_conda
 from manifold_opt.transforms.frank_wolfe import (
