@@ -1,6 +1,7 @@
 """Full-batch solvers: each one jitted lax.while_loop with stopping criteria, returning a
 SolverResult (see result.py) whose stop_reason says honestly why it stopped."""
 from manifold_opt.solvers.arc import arc
+from manifold_opt.solvers.checks import DerivativeCheck, check_gradient, check_hessian
 from manifold_opt.solvers.conjugate_gradient import conjugate_gradient
 from manifold_opt.solvers.cost import Cost
 from manifold_opt.solvers.frank_wolfe import frank_wolfe
@@ -11,10 +12,13 @@ from manifold_opt.solvers.trust_regions import trust_regions
 
 __all__ = [
     "Cost",
+    "DerivativeCheck",
     "SolverLog",
     "SolverResult",
     "StopReason",
     "arc",
+    "check_gradient",
+    "check_hessian",
     "conjugate_gradient",
     "frank_wolfe",
     "lbfgs",
