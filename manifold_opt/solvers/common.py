@@ -30,13 +30,14 @@ class Iterate(NamedTuple):
     log: SolverLog | None
 
 
-def jitted_solver(static_argnames: tuple[str, ...], geometry: str = "manifold"):
+def jitted_solver(static_argnames: tuple[str, ...], geometry: str = "manifold", implicit_rule: str | None = None):
     """jax.jit a solver with `cost`, its `geometry` argument (the manifold, or Frank-Wolfe's set),
     `project_x0` and `static_argnames` static, always passing every keyword (defaults filled in)
     so that the compilation cache is keyed the same way on every call with the same cost function,
     manifold, static options and shapes. Adds the keyword `args=None` to every solver: the cost is
     then called as cost(x, args) and `result.x` carries the implicit derivative in `args`
-    (`implicit.py`). Before jit: keyword typos get a "did you mean", a class passed for the
+    (`implicit.py`: `implicit_rule` "riemannian" (the default on a manifold), "fixed_point" (the
+    default on a set), or "none": differentiating then raises). Before jit: keyword typos get a "did you mean", a class passed for the
     geometry, a non-float x0 or a cost whose dtype x0 cannot take are errors naming the solver,
     a narrower float x0 is cast to the cost's dtype (`check_x0_dtype`), and concrete arguments
     are checked (`check_concrete_args`)."""
@@ -59,8 +60,8 @@ def jitted_solver(static_argnames: tuple[str, ...], geometry: str = "manifold"):
             frozen = jax.tree_util.tree_map(lax.stop_gradient, args)
             arguments.update(cost=implicit.bind_args(cost, frozen), x0=lax.stop_gradient(arguments["x0"]))
             result = fn(**arguments)
-            attach = implicit.riemannian_solution if geometry == "manifold" else implicit.fixed_point_solution
-            x = attach(cost, where, result.x, args)
+            attach = implicit.RULES[implicit_rule or ("riemannian" if geometry == "manifold" else "fixed_point")]
+            x = attach(cost, where, result.x, args, owner=name)
             return result._replace(x=x, value=implicit.bind_args(cost, args)(x).astype(result.value.dtype))
 
         solve.__signature__ = public

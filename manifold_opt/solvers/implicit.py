@@ -75,7 +75,7 @@ def tangent_cg(manifold, x, hess, rhs, max_iterations: int):
     return lax.while_loop(cond, body, (zero, rhs, rhs, r_r, jnp.int32(0), jnp.array(True)))[0]
 
 
-def riemannian_solution(cost, manifold, x, args):
+def riemannian_solution(cost, manifold, x, args, owner=None):
     """x (a solution of min_M cost(., args)) whose VJP in `args` is the implicit one."""
     from manifold_opt.solvers.trust_regions import riemannian_hvp
 
@@ -99,7 +99,7 @@ def riemannian_solution(cost, manifold, x, args):
     return solution(x, args)
 
 
-def fixed_point_solution(cost, set, x, args):
+def fixed_point_solution(cost, set, x, args, owner=None):
     """x (a solution of min_set cost(., args)) whose VJP in `args` is the implicit one, by the
     projected-gradient fixed point x = P(x - grad f(x, args)); needs `set.project`."""
     size = sum(leaf.size for leaf in jax.tree_util.tree_leaves(x))
@@ -127,3 +127,21 @@ def fixed_point_solution(cost, set, x, args):
 
     solution.defvjp(forward, backward)
     return solution(x, args)
+
+
+def not_differentiable(cost, geometry, x, args, owner=None):
+    """x, with a VJP in `args` that raises: no implicit rule is implemented for this solver."""
+
+    @jax.custom_vjp
+    def solution(x, args):
+        return x
+
+    def backward(saved, x_bar):
+        raise NotImplementedError(f"{owner}: differentiating the solution with respect to args is not implemented "
+                                  f"(the implicit rules cover the unconstrained Riemannian solvers and frank_wolfe)")
+
+    solution.defvjp(lambda x, args: (x, None), backward)
+    return solution(x, args)
+
+
+RULES = {"riemannian": riemannian_solution, "fixed_point": fixed_point_solution, "none": not_differentiable}
