@@ -35,7 +35,6 @@ from jax import lax
 from manifold_opt.manifolds.base import check_option, check_positive_int
 from manifold_opt.solvers import common
 from manifold_opt.solvers.cost import Cost, euclidean_value_and_grad
-from manifold_opt.solvers.lbfgs import lbfgs
 from manifold_opt.solvers.result import StopReason
 from manifold_opt.solvers.trust_regions import trust_regions
 
@@ -152,7 +151,7 @@ def augmented_lagrangian(
     eq=None,
     ineq=None,
     *,
-    inner_solver=lbfgs,
+    inner_solver=trust_regions,
     max_iterations: int = 100,
     max_inner_iterations: int = 200,
     tolerance=1e-6,
