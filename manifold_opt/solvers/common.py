@@ -30,6 +30,14 @@ class Iterate(NamedTuple):
     log: SolverLog | None
 
 
+ARGS_DOC = """
+
+    args: None, or a pytree handed to the cost as cost(x, args) (a `Cost`'s egrad(x, args),
+    ehvp(x, u, args)); jax.grad with respect to args of anything computed from result.x (and
+    result.value) is then the implicit gradient at the solution (solvers/implicit.py), exact
+    to the accuracy of the solve."""
+
+
 def jitted_solver(static_argnames: tuple[str, ...], geometry: str = "manifold", implicit_rule: str | None = None):
     """jax.jit a solver with `cost`, its `geometry` argument (the manifold, or Frank-Wolfe's set),
     `project_x0` and `static_argnames` static, always passing every keyword (defaults filled in)
@@ -83,6 +91,7 @@ def jitted_solver(static_argnames: tuple[str, ...], geometry: str = "manifold", 
             return jitted(**arguments)
 
         solver.__signature__ = public
+        solver.__doc__ = (fn.__doc__ or "").rstrip() + ARGS_DOC
         return solver
 
     return wrap

@@ -119,9 +119,10 @@ def fixed_point_solution(cost, set, x, args, owner=None):
         x, args = saved
         _, vjp = jax.vjp(fixed_point_map, x, args)
         tol = float(jnp.finfo(jnp.result_type(*jax.tree_util.tree_leaves(x))).eps ** (2 / 3))
-        u, _ = jax.scipy.sparse.linalg.gmres(
-            lambda w: tmap(jnp.subtract, w, vjp(w)[0]), x_bar, tol=tol, atol=0.0, restart=min(size, 50),
-            maxiter=max(1, size // min(size, 50) + 1) * 2,
+        restart = min(size, 50)
+        u, _ = jax.scipy.sparse.linalg.gmres(  # maxiter counts restarts: twice the size in all
+            lambda w: tmap(jnp.subtract, w, vjp(w)[0]), x_bar, tol=tol, atol=0.0, restart=restart,
+            maxiter=2 * -(-size // restart),
         )
         return tmap(jnp.zeros_like, x), vjp(u)[1]
 

@@ -138,8 +138,3 @@ def test_frank_wolfe_implicit_gradient_matches_the_simplex_projection():
     finite_difference = (value_and_grad(y + h * e)[0] - value_and_grad(y - h * e)[0]) / (2 * h)
     np.testing.assert_allclose(finite_difference, grad[3], atol=1e-6)
 
-
-def test_a_cost_of_x_and_args_needs_args():
-    a, b, w, x0 = _spectrum_problem()
-    with pytest.raises(TypeError):
-        mo.solvers.lbfgs(_rayleigh, Sphere(8), x0)
