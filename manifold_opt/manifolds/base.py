@@ -52,7 +52,7 @@ class Manifold:
         return tuple(range(-len(self.shape), 0))
 
     # ----- sampling -------------------------------------------------------------------------
-    def random_point(self, key: jax.Array, dtype=jnp.float32, batch_shape=()) -> jax.Array:
+    def random_point(self, key: jax.Array, dtype=None, batch_shape=()) -> jax.Array:
         raise NotImplementedError
 
     def random_tangent(self, key: jax.Array, x: jax.Array) -> jax.Array:

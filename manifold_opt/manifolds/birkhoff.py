@@ -73,7 +73,7 @@ class Birkhoff(Manifold):
         bound = jnp.sqrt(jnp.finfo(log_k.dtype).max)
         return _sinkhorn(jnp.clip(log_k, -bound, bound), num_iters=self.sinkhorn_iters)
 
-    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         """Sinkhorn normalization of exp(Gaussian)."""
         return self._sinkhorn(jax.random.normal(key, tuple(batch_shape) + self.shape, dtype))
 

@@ -30,7 +30,7 @@ class Euclidean(Manifold):
     def dim(self):
         return math.prod(self.dims)
 
-    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         return jax.random.normal(key, tuple(batch_shape) + self.shape, dtype)
 
     def proj(self, x, u):

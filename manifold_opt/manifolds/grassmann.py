@@ -49,7 +49,7 @@ class Grassmann(Manifold):
     def dim(self):
         return self.p * (self.n - self.p)
 
-    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         return qr_positive(jax.random.normal(key, tuple(batch_shape) + self.shape, dtype))
 
     def proj(self, x, u):

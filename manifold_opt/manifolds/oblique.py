@@ -40,7 +40,7 @@ class Oblique(Manifold):
     def dim(self):
         return (self.n - 1) * self.p
 
-    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         x = jax.random.normal(key, tuple(batch_shape) + self.shape, dtype)
         return sphere_normalize(x, axis=-2)
 

@@ -86,7 +86,7 @@ class OrthogonalGroup(Manifold):
     def dim(self):
         return self.n * (self.n - 1) // 2
 
-    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         """Haar-distributed on O(n) (QR of a Gaussian, diag(R) > 0); on SO(n) the first column
         is negated where det = -1."""
         x = qr_positive(jax.random.normal(key, tuple(batch_shape) + self.shape, dtype))

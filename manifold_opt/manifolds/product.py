@@ -54,7 +54,7 @@ class Product(Manifold):
     def _sum(self, method, **args):
         return sum(self._map(method, **args))
 
-    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         keys = jax.random.split(key, len(self.manifolds))
         return tuple(m.random_point(k, dtype, batch_shape) for m, k in zip(self.manifolds, keys))
 

@@ -62,7 +62,7 @@ class SymmetricPositiveDefinite(Manifold):
     def typical_dist(self):
         return math.sqrt(self.dim)
 
-    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         """expm of a symmetric Gaussian matrix with entries of variance 1/n."""
         g = jax.random.normal(key, tuple(batch_shape) + self.shape, dtype)
         return symmetric_function(sym(g) / math.sqrt(self.n), jnp.exp)

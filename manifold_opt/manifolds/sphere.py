@@ -85,7 +85,7 @@ class Sphere(Manifold):
     def dim(self):
         return self.n - 1
 
-    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         return sphere_normalize(jax.random.normal(key, tuple(batch_shape) + self.shape, dtype))
 
     def proj(self, x, u):

@@ -79,7 +79,7 @@ class Stiefel(Manifold):
     def dim(self):
         return self.n * self.p - self.p * (self.p + 1) // 2
 
-    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         return qr_positive(jax.random.normal(key, tuple(batch_shape) + self.shape, dtype))
 
     def proj(self, x, u):

@@ -30,32 +30,120 @@ class Iterate(NamedTuple):
     log: SolverLog | None
 
 
-def jitted_solver(static_argnames: tuple[str, ...], geometry: str = "manifold"):
+ARGS_DOC = """
+
+    args: None, or a pytree handed to the cost as cost(x, args) (a `Cost`'s egrad(x, args),
+    ehvp(x, u, args)); jax.grad with respect to args of anything computed from result.x (and
+    result.value) is then the implicit gradient at the solution (solvers/implicit.py), exact
+    to the accuracy of the solve."""
+
+
+def jitted_solver(static_argnames: tuple[str, ...], geometry: str = "manifold", implicit_rule: str | None = None):
     """jax.jit a solver with `cost`, its `geometry` argument (the manifold, or Frank-Wolfe's set),
     `project_x0` and `static_argnames` static, always passing every keyword (defaults filled in)
     so that the compilation cache is keyed the same way on every call with the same cost function,
-    manifold, static options and shapes. Concrete arguments are checked before jit
-    (`check_concrete_args`)."""
+    manifold, static options and shapes. Adds the keyword `args=None` to every solver: the cost is
+    then called as cost(x, args) and `result.x` carries the implicit derivative in `args`
+    (`implicit.py`: `implicit_rule` "riemannian" (the default on a manifold), "fixed_point" (the
+    default on a set), or "none": differentiating then raises). Before jit: keyword typos get a "did you mean", a class passed for the
+    geometry, a non-float x0 or a cost whose dtype x0 cannot take are errors naming the solver,
+    a narrower float x0 is cast to the cost's dtype (`check_x0_dtype`), and concrete arguments
+    are checked (`check_concrete_args`)."""
 
     def wrap(fn):
+        name = fn.__name__
         signature = inspect.signature(fn)
+        public = signature.replace(parameters=[
+            *signature.parameters.values(), inspect.Parameter("args", inspect.Parameter.KEYWORD_ONLY, default=None)])
         static = ("cost", geometry) + tuple(static_argnames)
         static += ("project_x0",) if "project_x0" in signature.parameters else ()
-        jitted = jax.jit(fn, static_argnames=static)
+
+        def solve(**arguments):
+            args = arguments.pop("args")
+            if args is None:
+                return fn(**arguments)
+            from manifold_opt.solvers import implicit
+
+            cost, where = arguments["cost"], arguments[geometry]
+            frozen = jax.tree_util.tree_map(lax.stop_gradient, args)
+            arguments.update(cost=implicit.bind_args(cost, frozen), x0=lax.stop_gradient(arguments["x0"]))
+            result = fn(**arguments)
+            attach = implicit.RULES[implicit_rule or ("riemannian" if geometry == "manifold" else "fixed_point")]
+            x = attach(cost, where, result.x, args, owner=name)
+            return result._replace(x=x, value=implicit.bind_args(cost, args)(x).astype(result.value.dtype))
+
+        solve.__signature__ = public
+        jitted = jax.jit(solve, static_argnames=static)
 
         @functools.wraps(fn)
         def solver(*args, **kwargs):
             try:
-                bound = signature.bind(*args, **kwargs)
+                bound = public.bind(*args, **kwargs)
             except TypeError as error:
-                raise TypeError(f"{fn.__name__}: {error}") from None
+                raise TypeError(f"{name}: {error}{keyword_hint(kwargs, public.parameters)}") from None
             bound.apply_defaults()
-            check_concrete_args(fn.__name__, bound.arguments, geometry)
-            return jitted(*bound.args, **bound.kwargs)
+            arguments = bound.arguments
+            check_geometry(name, arguments[geometry], geometry)
+            x0 = check_x0_dtype(name, arguments["cost"], arguments["x0"], arguments["args"])
+            check_concrete_args(name, arguments, geometry)  # on x0 as given, to its dtype's tolerance
+            if x0 is not arguments["x0"]:  # cast up: back onto the manifold in the new precision
+                arguments.update(x0=x0, project_x0=True) if "project_x0" in arguments else arguments.update(x0=x0)
+            return jitted(**arguments)
 
+        solver.__signature__ = public
+        solver.__doc__ = (fn.__doc__ or "").rstrip() + ARGS_DOC
         return solver
 
     return wrap
+
+
+def keyword_hint(kwargs, names) -> str:
+    """"; did you mean 'x'?" for the first keyword in kwargs that is not in names (else "")."""
+    from manifold_opt.transforms.arguments import keyword_suggestions
+
+    for key in kwargs:
+        if key not in names:
+            hints = keyword_suggestions(key, names)
+            return f"; did you mean {' or '.join(map(repr, hints))}?" if hints else ""
+    return ""
+
+
+def check_geometry(owner: str, value, geometry: str) -> None:
+    """TypeError naming the solver when a class (Stiefel rather than Stiefel(n, p)) is passed."""
+    if isinstance(value, type):
+        raise TypeError(
+            f"{owner}: {geometry} must be an instance, got the class {value.__name__}; "
+            f"construct it first, e.g. {value.__name__}(...)"
+        )
+
+
+def check_x0_dtype(owner: str, cost, x0, args=None):
+    """x0 with every leaf a float array of the cost's dtype: a float x0 narrower than the value
+    cost(x0) (float32 x0, float64 data) is cast up (and a Riemannian solver then starts from
+    manifold.project of it), since the solver's arithmetic and tolerances follow x0's dtype; a non-float x0, or a float64 x0 whose cost computes in float32, is a
+    TypeError naming both dtypes."""
+    leaves = jax.tree_util.tree_leaves(x0)
+    for leaf in leaves:
+        dtype = getattr(leaf, "dtype", None) or np.asarray(leaf).dtype
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise TypeError(f"{owner}: x0 must be a floating-point array (pytree), got dtype {dtype}; "
+                            f"pass e.g. jnp.asarray(x0, float)")
+    if not callable(cost):
+        return x0
+    x_dtype = jnp.result_type(*leaves)
+    try:
+        from manifold_opt.solvers.implicit import bind_args
+
+        value = jax.eval_shape(cost if args is None else bind_args(cost, args), x0)
+    except Exception:  # noqa: BLE001 - a malformed cost is reported by check_solver_args at trace time
+        return x0
+    value_dtype = getattr(value, "dtype", None)
+    if value_dtype is None or not jnp.issubdtype(value_dtype, jnp.floating) or value_dtype == x_dtype:
+        return x0
+    if jnp.promote_types(value_dtype, x_dtype) == value_dtype:
+        return jax.tree_util.tree_map(lambda a: jnp.asarray(a, value_dtype), x0)
+    raise TypeError(f"{owner}: x0 is {x_dtype} but the cost returns {value_dtype}; pass x0 in {value_dtype} "
+                    f"(or make the cost compute in {x_dtype})")
 
 
 def _is_concrete(tree) -> bool:
@@ -171,14 +259,29 @@ def stop_reason(it: Iterate, tolerance, cost_tolerance, max_iterations):
 
 
 def run(step, it: Iterate, extras, max_iterations, tolerance, cost_tolerance) -> tuple[SolverResult, object]:
-    """`(it, extras) <- step(it, extras)` in one lax.while_loop until a stopping test holds."""
+    """`(it, extras) <- step(it, extras)` in one lax.while_loop until a stopping test holds.
+
+    The lowest-cost iterate is kept beside the loop and returned when the last one is worse (a
+    trust-region or ARC step accepted on its rounding-regularized ratio can raise the cost):
+    no solver returns a point worse than the best it accepted. Its stop reason is then its own
+    where a stopping test holds there, else the loop's."""
 
     def cond(carry):
-        it, _ = carry
+        it, _, _ = carry
         return stop_reason(it, tolerance, cost_tolerance, max_iterations) == StopReason.RUNNING
 
-    it, extras = lax.while_loop(cond, lambda carry: step(*carry), (it, extras))
+    def body(carry):
+        it, extras, best = carry
+        it, extras = step(it, extras)
+        better = it.value < best[1]
+        return it, extras, select(better, (it.x, it.value, it.grad_norm), best)
+
+    it, extras, best = lax.while_loop(cond, body, (it, extras, (it.x, it.value, it.grad_norm)))
+    loop_reason = stop_reason(it, tolerance, cost_tolerance, max_iterations)
+    worse = best[1] < it.value
+    it = select(worse, it._replace(x=best[0], value=best[1], grad_norm=best[2]), it)
     reason = stop_reason(it, tolerance, cost_tolerance, max_iterations)
+    reason = jnp.where(reason == StopReason.RUNNING, loop_reason, reason)
     result = SolverResult(
         it.x, it.value, it.grad_norm, it.iteration, reason == StopReason.GRADIENT_TOLERANCE, reason, it.log
     )
