@@ -15,7 +15,6 @@ from manifold_opt.transforms.matrix_params import (
     matrix_labels,
     matrix_rules,
     ndim2_dimension_numbers,
-    orthogonalized_optimizer,
     resolve_dimension_numbers,
     role_dimension_numbers,
     scale_by_shape,
@@ -41,10 +40,12 @@ from manifold_opt.transforms.riemannian import (
 )
 from manifold_opt.transforms.root import root, scale_by_root
 from manifold_opt.transforms.spectral_clip import scale_by_spectral_clip, soft_spectral_clip, spectral_clip
+from manifold_opt.transforms.step_rules import HyperballState, hyperball_projection, orthogonalized_optimizer
 
 __all__ = [
     "DimensionNumbers",
     "FrankWolfeState",
+    "HyperballState",
     "MatrixRules",
     "PCGradState",
     "ProjectOutState",
@@ -58,6 +59,7 @@ __all__ = [
     "fw_agnostic_schedule",
     "fw_momentum_schedule",
     "hybrid_auon",
+    "hyperball_projection",
     "matrix_axes",
     "matrix_labels",
     "matrix_rules",

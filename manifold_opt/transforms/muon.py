@@ -28,10 +28,10 @@ from manifold_opt.transforms.matrix_params import (
     Orthogonalizer,
     ndim2_dimension_numbers,
     orthogonalize_matrices,
-    orthogonalized_optimizer,
     scale_by_shape,
 )
 from manifold_opt.transforms.momentum import MomentumState, check_beta, ema_momentum, init_momentum
+from manifold_opt.transforms.step_rules import orthogonalized_optimizer
 
 # What convention="optax" changes (each only where the keyword is left at None).
 _OPTAX = {"bias_correction": True, "ns_eps": 1e-8, "adam_b2": 0.999, "adam_nesterov": True,

@@ -29,12 +29,12 @@ from manifold_opt.transforms.matrix_params import (
     Orthogonalizer,
     map_matrices,
     orthogonalize_matrices,
-    orthogonalized_optimizer,
     resolve_dimension_numbers,
     scale_by_shape,
     to_matrices,
 )
 from manifold_opt.transforms.momentum import check_beta, ema_momentum
+from manifold_opt.transforms.step_rules import orthogonalized_optimizer
 
 
 class NorMuonState(NamedTuple):
