@@ -25,7 +25,9 @@ The role rule (`role_dimension_numbers`, by path names and shapes; Flax linen an
 1. AdamW: leaves with fewer than 2 axes; leaves named `bias` or `scale` (attention biases of
    shape (heads, head_dim) included); embeddings (a leaf name containing "embed", or a module
    named `wte`/`wpe`); output heads (any module on the path named one of HEAD_MODULES, or a 2-D
-   kernel of shape (d, V) when the tree holds a (V, d) embedding, V != d: a tied-shape head).
+   kernel of shape (d, V) when the tree holds a (V, d) embedding, V != d: a tied-shape head);
+   learned tokens and positional tables (a leaf name containing "token" or "position", or named
+   `pos` / `pos_*`, e.g. `cls_token`, `pos`, `pos_embedding`); 2-D leaves with a size-1 axis.
 2. Attention kernels, recognized by their module name: input projections (INPUT_PROJECTIONS,
    e.g. linen/NNX `query`, `key`, `value`), shape (d, heads, head_dim), are one (d, heads *
    head_dim) matrix; output projections (OUTPUT_PROJECTIONS, e.g. `out`), shape (heads,
@@ -129,13 +131,17 @@ def path_names(path) -> tuple[str, ...]:
     return tuple(path_to_str((entry,)) for entry in path)
 
 
+def _is_token_or_position(leaf: str) -> bool:
+    return "token" in leaf or "position" in leaf or leaf == "pos" or leaf.startswith("pos_")
+
+
 def role_dimension_numbers(names, shape, *, per_head: bool = False) -> DimensionNumbers | None:
     """The role rule (module doc) for one leaf: its path `names` and `shape` -> dims or None."""
     names = [str(n).lower() for n in names]
     leaf, module = (names[-1] if names else ""), (names[-2] if len(names) > 1 else "")
     ndim = len(shape)
     if (ndim < 2 or leaf in ("bias", "scale") or "embed" in leaf or module in EMBEDDING_MODULES
-            or HEAD_MODULES.intersection(names[:-1])):
+            or HEAD_MODULES.intersection(names[:-1]) or _is_token_or_position(leaf) or (ndim == 2 and 1 in shape)):
         return None
     if ndim >= 3 and module in INPUT_PROJECTIONS:  # (d, heads, head_dim): fan-in d
         first = 2 if ndim >= 4 and module in FUSED_PROJECTIONS else 1  # (d, 3, heads, head_dim): q, k, v apart

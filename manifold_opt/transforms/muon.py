@@ -18,41 +18,17 @@ from __future__ import annotations
 
 import functools
 
-import jax
 import optax
 
 from manifold_opt.linalg.polar import newton_schulz, ns_coefficients
-from manifold_opt.manifolds.base import check_option
 from manifold_opt.transforms.arguments import checked_keywords, optimizer_constructor, static_int
 from manifold_opt.transforms.matrix_params import (
     Orthogonalizer,
-    ndim2_dimension_numbers,
     orthogonalize_matrices,
     scale_by_shape,
 )
-from manifold_opt.transforms.momentum import MomentumState, check_beta, ema_momentum, init_momentum
+from manifold_opt.transforms.momentum import MomentumState, check_beta, init_momentum, muon_momentum, resolve_convention
 from manifold_opt.transforms.step_rules import orthogonalized_optimizer
-
-# What convention="optax" changes (each only where the keyword is left at None).
-_OPTAX = {"bias_correction": True, "ns_eps": 1e-8, "adam_b2": 0.999, "adam_nesterov": True,
-          "weight_dimension_numbers": ndim2_dimension_numbers}
-_REFERENCE = {"bias_correction": False, "ns_eps": 1e-7, "adam_b2": 0.95, "adam_nesterov": False,
-              "weight_dimension_numbers": None}
-
-
-def _bias_corrected_momentum(grads, mu, beta, nesterov: bool, count):
-    """optax.contrib.muon's momentum (with optax's own helpers, so the rounding is the same)."""
-    new_mu = optax.tree.update_moment(grads, mu, beta, 1)
-    if nesterov:
-        u = jax.tree.map(
-            lambda m, g: beta * m + (1 - beta) * g,
-            optax.tree.bias_correction(new_mu, beta, optax.safe_increment(count)),
-            optax.tree.bias_correction(grads, beta, count),
-        )
-    else:
-        u = optax.tree.bias_correction(new_mu, beta, count)
-    return optax.tree.cast_like(new_mu, mu), optax.tree.cast_like(u, mu)
-
 
 @checked_keywords("mo.scale_by_muon")
 def scale_by_muon(
@@ -81,10 +57,7 @@ def scale_by_muon(
     def update_fn(updates, state, params=None):
         del params
         count = optax.safe_increment(state.count)
-        if bias_correction:
-            mu, u = _bias_corrected_momentum(updates, state.mu, beta, nesterov, count)
-        else:
-            mu, u = ema_momentum(updates, state.mu, beta, nesterov)
+        mu, u = muon_momentum(updates, state.mu, beta, nesterov, bias_correction, count)
         out = orthogonalize_matrices(ns, u, weight_dimension_numbers, name="scale_by_muon", orthogonalizer=orthogonalizer)
         return out, MomentumState(count, mu)
 
@@ -125,12 +98,8 @@ def muon(
     inject_hyperparams takes any callable argument for a schedule: with a callable
     `weight_dimension_numbers` or an `orthogonalizer`, name them in its `static_args`.
     """
-    check_option("mo.muon", "convention", convention, ("reference", "optax"))
-    defaults = {**(_OPTAX if convention == "optax" else _REFERENCE),
-                "adam_learning_rate": learning_rate if convention == "optax" else 3e-4}
-    given = {"bias_correction": bias_correction, "ns_eps": ns_eps, "weight_dimension_numbers": weight_dimension_numbers,
-             **adamw}
-    opt = {k: defaults[k] if v is None and k in defaults else v for k, v in given.items()}
+    opt = resolve_convention("mo.muon", convention, learning_rate, bias_correction=bias_correction, ns_eps=ns_eps,
+                             weight_dimension_numbers=weight_dimension_numbers, **adamw)
     dims = opt["weight_dimension_numbers"]
     ns_steps = static_int("mo.muon", "ns_steps", ns_steps, 5)
     core = scale_by_muon(

@@ -6,7 +6,7 @@ sends matrix leaves to chain(core, shape scale, decay, -lr[, hyperball]) and the
 - Hyperball (MuonH): after the step, each matrix is rescaled to the Frobenius norm it had at
   init,  W <- ||W_0||_F (W - lr u) / ||W - lr u||_F  (one norm per matrix of a stacked leaf).
 - A learning-rate schedule for the whole optimizer: the AdamW branch follows the shape of the
-  matrix branch's schedule, adam_lr(t) = adam_learning_rate lr(t) / max_t lr(t), as
+  matrix branch's schedule, adam_lr(t) = adam_learning_rate lr(t) / max_t lr(t) (schedule_peak), as
   modded-nanogpt schedules every parameter group by one multiplier.
 """
 from __future__ import annotations
@@ -28,9 +28,9 @@ from manifold_opt.transforms.matrix_params import (
     to_matrices,
 )
 
-# Steps over which a schedule's peak is read (a schedule peaking later is normalized by its
-# largest value over these steps).
-SCHEDULE_HORIZON = 2**20
+# The steps at which a schedule's peak is read: every step below 2^14, then a geometric grid
+# (ratio ~1.003) up to 2^31, so a peak after step 2^14 is read to within ~0.3%.
+PEAK_STEPS = np.unique(np.concatenate([np.arange(2**14), np.geomspace(2**14, 2**31 - 1, 4096).astype(np.int64)]))
 
 
 def add_decayed_weights(weight_decay, cautious: bool = False) -> optax.GradientTransformation:
@@ -79,8 +79,8 @@ def hyperball_projection(weight_dimension_numbers=None) -> optax.GradientTransfo
 
 
 def schedule_peak(schedule) -> float:
-    """max over steps 0..SCHEDULE_HORIZON-1 of a (vectorizable) optax schedule."""
-    values = jax.jit(jax.vmap(schedule))(jnp.arange(SCHEDULE_HORIZON))
+    """The largest value of an optax schedule over PEAK_STEPS."""
+    values = jax.jit(jax.vmap(schedule))(jnp.asarray(PEAK_STEPS, jnp.int32))
     return float(np.max(np.asarray(values)))
 
 

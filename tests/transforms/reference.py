@@ -99,3 +99,31 @@ def spectral_clip_vector(state, g, lr, c):
     state, u = adam(state, g)
     n = np.linalg.norm(u)
     return state, -lr * (u / np.sqrt(1 + (n / c) ** 2) if n > c else u)
+
+
+def nesterov_bias_corrected(state, g, beta):
+    """optax.contrib.muon's momentum: u = beta m / (1 - beta^(t+1)) + (1 - beta) g / (1 - beta^t)."""
+    t = state.get("t", 0) + 1
+    m = beta * state.get("m", 0 * g) + (1 - beta) * g
+    return {**state, "t": t, "m": m}, beta * m / (1 - beta ** (t + 1)) + (1 - beta) * g / (1 - beta**t)
+
+
+def normuon_optax(state, g, p, lr, wd, beta=0.95, beta2=0.95):
+    """NorMuon with optax's momentum and NS eps 1e-8."""
+    state, u = nesterov_bias_corrected(state, g, beta)
+    o = ns(u, eps=1e-8)
+    v = beta2 * state.get("v", np.zeros(p.shape[1])) + (1 - beta2) * np.mean(o**2, axis=0)
+    o_hat = o / (np.sqrt(v) + 1e-10)
+    o_hat *= np.linalg.norm(o) / (np.linalg.norm(o_hat) + 1e-10)
+    return {**state, "v": v}, -lr * (width(p) * o_hat + wd * p)
+
+
+def cautious_step(direction, p, lr, wd):
+    """-lr (u + wd 1[u p >= 0] p) for the optimizer's direction u (Chen et al. 2025)."""
+    return -lr * (direction + wd * (direction * p >= 0) * p)
+
+
+def hyperball_step(update, p, radius):
+    """The update that lands p + update back on the sphere of Frobenius radius `radius`."""
+    new = p + update
+    return radius * new / np.linalg.norm(new) - p
