@@ -7,6 +7,7 @@ from manifold_opt.transforms.frank_wolfe import (
     fw_agnostic_schedule,
     fw_momentum_schedule,
 )
+from manifold_opt.transforms.manifold_muon import manifold_muon, scale_by_manifold_muon, stiefel_retraction
 from manifold_opt.transforms.matrix_params import (
     DimensionNumbers,
     MatrixRules,
@@ -60,6 +61,7 @@ __all__ = [
     "fw_momentum_schedule",
     "hybrid_auon",
     "hyperball_projection",
+    "manifold_muon",
     "matrix_axes",
     "matrix_labels",
     "matrix_rules",
@@ -83,6 +85,7 @@ __all__ = [
     "scale_by_auon",
     "scale_by_conda",
     "scale_by_hybrid_auon",
+    "scale_by_manifold_muon",
     "scale_by_muon",
     "scale_by_normuon",
     "scale_by_root",
@@ -90,4 +93,5 @@ __all__ = [
     "scale_by_spectral_clip",
     "soft_spectral_clip",
     "spectral_clip",
+    "stiefel_retraction",
 ]

@@ -112,6 +112,7 @@ def orthogonalized_optimizer(
     adam_nesterov: bool = False,
     cautious_weight_decay: bool = False,
     hyperball: bool = False,
+    after_step: optax.GradientTransformation | None = None,
     guard_nonfinite: bool = False,
 ) -> optax.GradientTransformation:
     """optax.partition: matrix leaves -> chain(core, shape_scaling, wd, -lr); others -> AdamW.
@@ -120,7 +121,8 @@ def orthogonalized_optimizer(
     (decoupled weight decay; `cautious_weight_decay` decays only where sign(u) = sign(p), on both
     branches). `hyperball=True` keeps each matrix at its init Frobenius norm. A schedule as
     `learning_rate` reaches the AdamW branch too: a number `adam_learning_rate` is AdamW's peak
-    rate and follows the schedule's shape (module doc). `other` replaces the AdamW branch. With
+    rate and follows the schedule's shape (module doc). `after_step` (e.g. a retraction) ends
+    the matrix branch. `other` replaces the AdamW branch. With
     `guard_nonfinite`, a step whose gradients contain NaN/inf is skipped: the update is zero and
     the optimizer state is left unchanged (optax.apply_if_finite; its state counts the skipped
     steps).
@@ -131,6 +133,7 @@ def orthogonalized_optimizer(
         add_decayed_weights(weight_decay, cautious_weight_decay),
         optax.scale_by_learning_rate(learning_rate),
         hyperball_projection(weight_dimension_numbers) if hyperball else optax.identity(),
+        after_step if after_step is not None else optax.identity(),
     )
     if other is None:
         other = optax.chain(  # optax.adamw, with the cautious option

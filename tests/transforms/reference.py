@@ -127,3 +127,54 @@ def hyperball_step(update, p, radius):
     """The update that lands p + update back on the sphere of Frobenius radius `radius`."""
     new = p + update
     return radius * new / np.linalg.norm(new) - p
+
+
+def polar(x):
+    u, _, vh = np.linalg.svd(x, full_matrices=False)
+    return u @ vh
+
+
+def manifold_muon_direction(w, g, steps=100, alpha=0.1, tol=1e-6):
+    """Dual ascent of "Modular Manifolds" on tall w (orthonormal columns), g scaled to RMS
+    singular value 1: A = msign(G + 2 W Lambda), Lambda -= alpha (1 - k / K) (W^T A + A^T W),
+    stopping once the RMS of W^T A + A^T W is <= tol."""
+    if w.shape[0] < w.shape[1]:
+        return manifold_muon_direction(w.T, g.T, steps, alpha, tol).T
+    g = g * np.sqrt(g.shape[1]) / np.linalg.norm(g)
+    lam = -0.25 * (w.T @ g + g.T @ w)
+    for k in range(steps):
+        a = polar(g + 2 * w @ lam)
+        h = w.T @ a + a.T @ w
+        if np.sqrt(np.mean(h**2)) <= tol:
+            break
+        lam = lam - alpha * (1 - k / steps) * h
+    return polar(g + 2 * w @ lam)
+
+
+def manifold_muon(state, g, p, lr, beta=0.95):
+    state, u = nesterov(state, g, beta)
+    return state, polar(p - lr * manifold_muon_direction(p, u)) - p
+
+
+def tangent_steepest_direction(w, g):
+    """argmax <G, A> s.t. ||A||_2 <= 1, W^T A + A^T W = 0 for tall w, solved exactly: the KKT
+    condition sym(W^T msign(G + 2 W Lambda)) = 0 by scipy's root finder, then certified by a zero
+    duality gap: <G, A> = ||G + 2 W Lambda||_* with A feasible. Returns (A, gap, tangent residual)."""
+    from scipy import optimize
+
+    n = w.shape[1]
+    upper = np.triu_indices(n)
+
+    def sym(v):
+        lam = np.zeros((n, n))
+        lam[upper] = v
+        return lam + lam.T - np.diag(np.diag(lam))
+
+    def kkt(v):
+        a = polar(g + 2 * w @ sym(v))
+        return (w.T @ a + a.T @ w)[upper]
+
+    lam = sym(optimize.root(kkt, (-0.25 * (w.T @ g + g.T @ w))[upper], method="hybr", tol=1e-14).x)
+    a = polar(g + 2 * w @ lam)
+    gap = np.linalg.svd(g + 2 * w @ lam, compute_uv=False).sum() - np.sum(g * a)
+    return a, abs(gap), np.linalg.norm(w.T @ a + a.T @ w)
