@@ -11,6 +11,7 @@ from manifold_opt.transforms.manifold_muon import manifold_muon, scale_by_manifo
 from manifold_opt.transforms.matrix_params import (
     DimensionNumbers,
     MatrixRules,
+    SplitMatrix,
     default_dimension_numbers,
     matrix_axes,
     matrix_labels,
@@ -52,6 +53,7 @@ __all__ = [
     "ProjectOutState",
     "RiemannianAdamState",
     "RiemannianSgdState",
+    "SplitMatrix",
     "auon",
     "conda",
     "default_dimension_numbers",

@@ -21,12 +21,7 @@ import optax
 
 from manifold_opt.linalg.inverse_sqrt import inverse_sqrt, spectral_norm_bound
 from manifold_opt.transforms.arguments import checked_keywords, is_python_number, static_int
-from manifold_opt.transforms.matrix_params import (
-    from_matrices,
-    resolve_dimension_numbers,
-    scale_by_shape,
-    to_matrices,
-)
+from manifold_opt.transforms.matrix_params import apply_matrices, resolve_dimension_numbers, scale_by_shape
 from manifold_opt.transforms.step_rules import add_decayed_weights, follow_schedule, orthogonalized_optimizer
 
 
@@ -69,7 +64,7 @@ def scale_by_spectral_clip(c: float = 10.0, num_iters: int | None = None, *,
         def clip(u, d):
             if d is None:
                 return soft_norm_clip(u, c)
-            return from_matrices(soft_spectral_clip(to_matrices(u, d), c, num_iters), u, d)
+            return apply_matrices(lambda m: soft_spectral_clip(m, c, num_iters), u, d)
 
         return jax.tree.map(clip, updates, dims), state
 
