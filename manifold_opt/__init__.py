@@ -8,6 +8,7 @@ from manifold_opt.manifolds.tree import manifold_tree
 from manifold_opt.transforms import (
     auon,
     conda,
+    dion2,
     frank_wolfe,
     fw_agnostic_schedule,
     fw_momentum_schedule,
@@ -29,6 +30,7 @@ from manifold_opt.transforms import (
     root,
     scale_by_auon,
     scale_by_conda,
+    scale_by_dion2,
     scale_by_hybrid_auon,
     scale_by_manifold_muon,
     scale_by_muon,

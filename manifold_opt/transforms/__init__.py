@@ -1,6 +1,7 @@
 """optax GradientTransformations built from the manifolds and kernels."""
 from manifold_opt.transforms.auon import auon, hybrid_auon, scale_by_auon, scale_by_hybrid_auon
 from manifold_opt.transforms.conda import conda, scale_by_conda
+from manifold_opt.transforms.dion2 import dion2, scale_by_dion2
 from manifold_opt.transforms.frank_wolfe import (
     FrankWolfeState,
     frank_wolfe,
@@ -57,6 +58,7 @@ __all__ = [
     "auon",
     "conda",
     "default_dimension_numbers",
+    "dion2",
     "extend_basis",
     "frank_wolfe",
     "fw_agnostic_schedule",
@@ -86,6 +88,7 @@ __all__ = [
     "root",
     "scale_by_auon",
     "scale_by_conda",
+    "scale_by_dion2",
     "scale_by_hybrid_auon",
     "scale_by_manifold_muon",
     "scale_by_muon",

@@ -178,3 +178,17 @@ def tangent_steepest_direction(w, g):
     a = polar(g + 2 * w @ lam)
     gap = np.linalg.svd(g + 2 * w @ lam, compute_uv=False).sum() - np.sum(g * a)
     return a, abs(gap), np.linalg.norm(w.T @ a + a.T @ w)
+
+
+def dion2(state, g, p, lr, wd, fraction=0.25, ef=0.95):
+    """Dion2 with Muon's Newton-Schulz: accumulate, orthogonalize the top-L1 slices along the
+    shorter side, decay those slices of the momentum by ef."""
+    m = state.get("m", 0 * g) + g
+    flip = m.shape[0] > m.shape[1]
+    x = m.T.copy() if flip else m.copy()
+    rows = np.argsort(-np.abs(x).sum(axis=1))[: max(1, int(np.ceil(fraction * x.shape[0])))]
+    u = np.zeros_like(x)
+    u[rows] = ns(x[rows])
+    x[rows] *= ef
+    u, x = (u.T, x.T) if flip else (u, x)
+    return {"m": x}, -lr * (width(p) * u + wd * p)

@@ -24,6 +24,7 @@ FAMILY = {
     "conda": (functools.partial(mo.conda, update_proj_gap=2), functools.partial(ref.conda, gap=2)),
     "spectral_clip": (functools.partial(mo.spectral_clip, c=3.0, num_iters=20),
                       functools.partial(ref.spectral_clip, c=3.0)),
+    "dion2": (functools.partial(mo.dion2, ns_coeffs="muon"), ref.dion2),
 }
 
 
