@@ -111,6 +111,7 @@ def newton_schulz(
     *,
     eps: float = 1e-7,
     compute_dtype=None,
+    preconditioning: str = "frobenius",
 ) -> jax.Array:
     """Approximate polar factor of g (..., m, n) by `steps` quintic Newton-Schulz iterations.
 
@@ -118,8 +119,13 @@ def newton_schulz(
     `compute_dtype` (default: g's dtype; e.g. jnp.bfloat16 for speed) and the result is cast
     back to g's dtype. `coeffs`: "muon", "dion", "polar_express" (normalizes by 1.01 ||G||_F),
     "root" (per-shape triple from ROOT_SHAPE_COEFFS), an (a, b, c) triple or a (k, 3) table.
-    A zero input gives a zero output.
+    A zero input gives a zero output. `preconditioning`: "frobenius" (X / (s ||X||_F + eps)) or
+    "aol" (Turbo-Muon, Boissin et al. 2025, as optax's: rows scaled by
+    1 / sqrt(max(sum_j |X X^T|_ij, eps)), which bounds the spectral norm by 1 (Gershgorin) and
+    starts the iteration closer to the polar factor).
     """
+    if preconditioning not in ("frobenius", "aol"):
+        raise ValueError(f"newton_schulz: preconditioning must be 'frobenius' or 'aol', got {preconditioning!r}")
     if g.ndim < 2:
         raise ValueError(f"newton_schulz: g must have at least 2 dimensions, got shape {g.shape}")
     table, safety = ns_coefficients(coeffs, steps, g.shape)
@@ -128,8 +134,12 @@ def newton_schulz(
     tall = x.shape[-2] > x.shape[-1]
     if tall:
         x = jnp.swapaxes(x, -1, -2)
-    norm = jnp.linalg.norm(x, axis=(-2, -1), keepdims=True)
-    x = x / (safety * norm + eps).astype(x.dtype)
+    if preconditioning == "aol":
+        row_sums = jnp.sum(jnp.abs(x @ jnp.swapaxes(x, -1, -2)), axis=-1, keepdims=True)
+        x = x * jax.lax.rsqrt(jnp.maximum(row_sums, eps).astype(x.dtype))
+    else:
+        norm = jnp.linalg.norm(x, axis=(-2, -1), keepdims=True)
+        x = x / (safety * norm + eps).astype(x.dtype)
 
     def step(x, abc):
         a, b, c = abc[0], abc[1], abc[2]

@@ -192,3 +192,22 @@ def dion2(state, g, p, lr, wd, fraction=0.25, ef=0.95):
     x[rows] *= ef
     u, x = (u.T, x.T) if flip else (u, x)
     return {"m": x}, -lr * (width(p) * u + wd * p)
+
+
+def ns_aol(x, steps=5, coeffs=MUON, eps=1e-8):
+    """Newton-Schulz with Turbo-Muon's AOL start: rows scaled by 1 / sqrt(sum_j |X X^T|_ij)
+    instead of dividing by the Frobenius norm."""
+    tall = x.shape[0] > x.shape[1]
+    x = x.T if tall else x
+    x = x / np.sqrt(np.maximum(np.abs(x @ x.T).sum(axis=1), eps))[:, None]
+    for _ in range(steps):
+        a = x @ x.T
+        x = coeffs[0] * x + (coeffs[1] * a + coeffs[2] * a @ a) @ x
+    return x.T if tall else x
+
+
+def muon_aol_adaptive(state, g, p, lr, wd, beta=0.95):
+    """Muon with AOL preconditioning and the adaptive (dual-norm) scale <u, O> O."""
+    state, u = nesterov(state, g, beta)
+    o = ns_aol(u, eps=1e-7)
+    return state, -lr * (width(p) * np.sum(u * o) * o + wd * p)
