@@ -6,9 +6,11 @@ from manifold_opt import linalg, manifolds, merging, parallel, sets, solvers, tr
 from manifold_opt.manifolds.params import partition_labels, project_params
 from manifold_opt.manifolds.tree import manifold_tree
 from manifold_opt.transforms import (
+    aro,
     auon,
     conda,
     dion2,
+    fismo,
     frank_wolfe,
     fw_agnostic_schedule,
     fw_momentum_schedule,
@@ -28,9 +30,11 @@ from manifold_opt.transforms import (
     riemannian_partition,
     riemannian_sgd,
     root,
+    scale_by_aro,
     scale_by_auon,
     scale_by_conda,
     scale_by_dion2,
+    scale_by_fismo,
     scale_by_hybrid_auon,
     scale_by_manifold_muon,
     scale_by_muon,

@@ -1,7 +1,9 @@
 """optax GradientTransformations built from the manifolds and kernels."""
+from manifold_opt.transforms.aro import aro, scale_by_aro
 from manifold_opt.transforms.auon import auon, hybrid_auon, scale_by_auon, scale_by_hybrid_auon
 from manifold_opt.transforms.conda import conda, scale_by_conda
 from manifold_opt.transforms.dion2 import dion2, scale_by_dion2
+from manifold_opt.transforms.fismo import fismo, scale_by_fismo
 from manifold_opt.transforms.frank_wolfe import (
     FrankWolfeState,
     frank_wolfe,
@@ -55,11 +57,13 @@ __all__ = [
     "RiemannianAdamState",
     "RiemannianSgdState",
     "SplitMatrix",
+    "aro",
     "auon",
     "conda",
     "default_dimension_numbers",
     "dion2",
     "extend_basis",
+    "fismo",
     "frank_wolfe",
     "fw_agnostic_schedule",
     "fw_momentum_schedule",
@@ -86,9 +90,11 @@ __all__ = [
     "riemannian_sgd",
     "role_dimension_numbers",
     "root",
+    "scale_by_aro",
     "scale_by_auon",
     "scale_by_conda",
     "scale_by_dion2",
+    "scale_by_fismo",
     "scale_by_hybrid_auon",
     "scale_by_manifold_muon",
     "scale_by_muon",

@@ -211,3 +211,39 @@ def muon_aol_adaptive(state, g, p, lr, wd, beta=0.95):
     state, u = nesterov(state, g, beta)
     o = ns_aol(u, eps=1e-7)
     return state, -lr * (width(p) * np.sum(u * o) * o + wd * p)
+
+
+def aro(state, g, p, lr, wd, beta=0.95):
+    """ARO with row normalization on the (fan_out, fan_in) view, rotation by QR."""
+    m = beta * state.get("m", 0 * g) + (1 - beta) * g
+    mt = m.T
+    r = state.get("r", np.eye(mt.shape[0]))
+
+    def f(x):  # rows below sqrt(eps) of the longest are zero rows
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        keep = norms > max(np.sqrt(np.finfo(float).eps) * norms.max(), 1e-8)
+        return np.where(keep, np.sqrt(x.shape[1]) * x / np.where(keep, norms, 1.0), 0.0)
+
+    q, _ = np.linalg.qr(mt @ f(r.T @ mt).T)
+    u = (q @ f(q.T @ mt)).T
+    return {"m": m, "r": q}, -lr * (0.2 * np.sqrt(max(p.shape)) * u + wd * p)
+
+
+def _spd_power(a, power):
+    w, v = np.linalg.eigh(0.5 * (a + a.T))
+    return (v * w**power) @ v.T
+
+
+def fismo(state, g, p, lr, wd, beta=0.95, decay=0.95, damping=1e-3):
+    """FISMO on the (fan_out, fan_in) view: Kronecker Fisher factors, whitened momentum, NS."""
+    gt = g.T
+    m, n = gt.shape
+    left, right = state.get("P", np.eye(m)), state.get("Q", np.eye(n))
+    left_t = decay * left + (1 - decay) * (gt @ np.linalg.inv(right) @ gt.T / n + damping * np.trace(left) / m * np.eye(m))
+    left = m * left_t / np.trace(left_t)
+    right_t = decay * right + (1 - decay) * (gt.T @ np.linalg.inv(left) @ gt / m
+                                             + damping * np.trace(right) / n * np.eye(n))
+    right = n * right_t / np.trace(right_t)
+    ph, qh = _spd_power(left, -0.5), _spd_power(right, -0.5)
+    mom = beta * state.get("M", np.zeros_like(gt)) + (1 - beta) * ph @ gt @ qh
+    return {"P": left, "Q": right, "M": mom}, -lr * ((ph @ ns(mom) @ qh).T + wd * p)

@@ -25,6 +25,8 @@ FAMILY = {
     "spectral_clip": (functools.partial(mo.spectral_clip, c=3.0, num_iters=20),
                       functools.partial(ref.spectral_clip, c=3.0)),
     "dion2": (functools.partial(mo.dion2, ns_coeffs="muon"), ref.dion2),
+    "aro": (mo.aro, ref.aro),
+    "fismo": (mo.fismo, ref.fismo),
 }
 
 
