@@ -42,16 +42,24 @@ def dion2_step(m, fraction: float, ef_decay, orthogonalize):
     return update, m * (1 - (1 - hyper(ef_decay, m)) * chosen)
 
 
-def _check(name: str, fraction, ef_decay) -> None:
-    if not (is_python_number(fraction) and 0 < fraction <= 1):
-        raise ValueError(f"{name}: fraction must be a number in (0, 1], got {fraction!r}")
+def _checked_fraction(name: str, fraction, ef_decay) -> float:
+    """`fraction` (None: 0.25) as a Python number in (0, 1]: it fixes how many slices are taken,
+    so it stays static (None by default, so optax.inject_hyperparams leaves it alone)."""
     if is_python_number(ef_decay) and not 0 <= ef_decay <= 1:
         raise ValueError(f"{name}: ef_decay must be in [0, 1], got {ef_decay!r}")
+    if fraction is None:
+        return 0.25
+    if not is_python_number(fraction):
+        raise TypeError(f"{name}: fraction must be a Python number (it fixes the number of slices), got "
+                        f"{type(fraction).__name__}; under optax.inject_hyperparams pass static_args=('fraction',)")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"{name}: fraction must be in (0, 1], got {fraction!r}")
+    return fraction
 
 
 @checked_keywords("mo.scale_by_dion2")
 def scale_by_dion2(
-    fraction: float = 0.25,
+    fraction: float | None = None,
     ef_decay: float = 0.95,
     *,
     ns_steps: int | None = None,
@@ -60,8 +68,8 @@ def scale_by_dion2(
     weight_dimension_numbers=None,
 ) -> optax.GradientTransformation:
     """Dion2's core (module doc): accumulated momentum, top-fraction slices orthogonalized, error
-    feedback; no shape scale, no learning rate. `fraction` is static."""
-    _check("mo.scale_by_dion2", fraction, ef_decay)
+    feedback; no shape scale, no learning rate. `fraction` (None: 0.25) is static."""
+    fraction = _checked_fraction("mo.scale_by_dion2", fraction, ef_decay)
     ns_steps = static_int("mo.scale_by_dion2", "ns_steps", ns_steps, 5)
     ns_coefficients(ns_coeffs, ns_steps, (2, 2))
     ns = functools.partial(newton_schulz, steps=ns_steps, coeffs=ns_coeffs, eps=ns_eps)
@@ -86,7 +94,7 @@ def scale_by_dion2(
 @optimizer_constructor("mo.dion2")
 def dion2(
     learning_rate=0.01,
-    fraction: float = 0.25,
+    fraction: float | None = None,
     ef_decay: float = 0.95,
     weight_decay: float = 0.0,
     *,
@@ -97,7 +105,8 @@ def dion2(
     guard_nonfinite: bool = False,
     adamw=None,
 ) -> optax.GradientTransformation:
-    """Dion2 on matrix params, AdamW (adam_* keywords, see mo.muon) on the rest."""
+    """Dion2 on matrix params, AdamW (adam_* keywords, see mo.muon) on the rest; `fraction`
+    (None: 0.25) is static."""
     core = scale_by_dion2(fraction, ef_decay, ns_steps=ns_steps, ns_coeffs=ns_coeffs, ns_eps=ns_eps,
                           weight_dimension_numbers=weight_dimension_numbers)
     return orthogonalized_optimizer(

@@ -131,3 +131,18 @@ def test_hyperball_keeps_each_matrix_of_a_stack_at_its_norm_under_inject_hyperpa
         upd, state = update(grads, state, params)
         params = optax.apply_updates(params, upd)
     np.testing.assert_allclose(np.linalg.norm(params["stack"], axis=(1, 2)), radii, rtol=1e-12)
+
+
+def test_bad_arguments_name_the_function():
+    with pytest.raises(ValueError, match=r"mo.scale_by_dion2: fraction must be in \(0, 1\]"):
+        mo.dion2(fraction=1.5)
+    with pytest.raises(TypeError, match="mo.scale_by_dion2: fraction must be a Python number.*static_args"):
+        mo.dion2(fraction=jnp.asarray(0.5))
+    with pytest.raises(ValueError, match="mo.scale_by_dion2: ef_decay"):
+        mo.dion2(ef_decay=2.0)
+    with pytest.raises(ValueError, match="mo.scale_by_aro: unknown base 'adam'"):
+        mo.aro(base="adam")
+    with pytest.raises(ValueError, match="scale_by_fismo: fisher_decay"):
+        mo.fismo(fisher_decay=1.0)
+    with pytest.raises(ValueError, match="mo.scale_by_fismo: got a non-matrix leaf"):
+        mo.scale_by_fismo().init({"b": jnp.ones(3)})
