@@ -9,8 +9,9 @@
   hyperparameter to a leaf's dtype so a float64 one does not promote float32 parameters.
 - `optimizer_constructor(public_name, **defaults)`: the same check, plus the AdamW-branch
   keywords every orthogonalized optimizer shares (ADAMW_KEYWORDS: adam_learning_rate, adam_b1,
-  adam_b2, adam_eps, adam_weight_decay, adam_nesterov, and cautious_weight_decay, hyperball) appended to the constructor's visible
-  signature and handed to it as one dict `adamw`, so they are declared once.
+  adam_b2, adam_eps, adam_weight_decay, adam_nesterov; and cautious_weight_decay, hyperball)
+  appended to the constructor's visible signature and handed to it as one dict `adamw`, so
+  they are declared once.
 - Structural integers (Newton-Schulz steps, iteration counts) fix the program's shape; they
   default to None (so inject_hyperparams leaves them static) and `static_int` gives a clear
   error when one arrives as an array.

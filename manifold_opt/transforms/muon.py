@@ -62,6 +62,7 @@ def scale_by_muon(
     ns_dtype=None,
     preconditioning: str = "frobenius",
     adaptive: bool = False,
+    gram_newton_schulz: bool = False,
     weight_dimension_numbers=None,
     orthogonalizer: Orthogonalizer | None = None,
 ) -> optax.GradientTransformation:
@@ -72,13 +73,15 @@ def scale_by_muon(
     see mo.linalg.newton_schulz); `adaptive=True` scales each orthogonalized matrix O by the
     dual norm <u, O> of its input u (Bernstein & Newhouse 2024, optax's `adaptive`; optax takes
     the inner product over a whole leaf, we per matrix: the same for 2-D leaves);
+    `gram_newton_schulz=True` runs the same polynomials through the Gram matrix (faster for wide
+    aspect ratios, see mo.linalg.newton_schulz);
     `orthogonalizer` spreads the matrices over devices (mo.parallel.sharded_orthogonalizer).
     """
     check_beta("scale_by_muon: beta", beta)
     ns_steps = static_int("mo.scale_by_muon", "ns_steps", ns_steps, 5)
     check_option("mo.scale_by_muon", "preconditioning", preconditioning, ("frobenius", "aol"))
     ns = functools.partial(newton_schulz, steps=ns_steps, coeffs=ns_coeffs, eps=ns_eps, compute_dtype=ns_dtype,
-                           preconditioning=preconditioning)
+                           preconditioning=preconditioning, gram=gram_newton_schulz)
     ns_coefficients(ns_coeffs, ns_steps, (2, 2))  # validates steps / coeffs at construction
 
     def update_fn(updates, state, params=None):
@@ -108,6 +111,7 @@ def muon(
     ns_dtype=None,
     preconditioning: str = "frobenius",
     adaptive: bool = False,
+    gram_newton_schulz: bool = False,
     consistent_rms: float | None = None,
     weight_dimension_numbers=None,
     orthogonalizer: Orthogonalizer | None = None,
@@ -119,16 +123,16 @@ def muon(
     `convention`: "reference" (default) or "optax" (exact optax.contrib.muon parity); the
     keywords left at None take the convention's value (reference: bias_correction False,
     ns_eps 1e-7, adam_learning_rate 3e-4, adam_b2 0.95, adam_nesterov False, the role rule).
-    `ns_steps` (None: 5) is static. `preconditioning` ("frobenius" or "aol") and `adaptive` as in
-    optax.contrib.muon (see mo.scale_by_muon). `consistent_rms=r` replaces the width scale by
-    r sqrt(max(fan_in, fan_out)) (Moonlight 0.2). `weight_dimension_numbers` selects the
-    matrices (None: by role, see transforms.matrix_params and mo.matrix_rules).
-    `guard_nonfinite=True` skips any step whose gradients hold NaN/inf: zero update, state kept.
-    The other optimizers take the same selection, guard and adam_* keywords (spectral_clip:
-    adam_learning_rate and adam_weight_decay; it shares its betas). Float hyperparameters may
-    be traced (optax.inject_hyperparams); ns_steps and the options are static. optax's
-    inject_hyperparams takes any callable argument for a schedule: with a callable
-    `weight_dimension_numbers` or an `orthogonalizer`, name them in its `static_args`.
+    `ns_steps` (None: 5) is static. `preconditioning` ("frobenius" or "aol") and `adaptive` as
+    in optax.contrib.muon, `gram_newton_schulz` (see mo.scale_by_muon). `consistent_rms=r`
+    replaces the width scale by r sqrt(max(fan_in, fan_out)) (Moonlight 0.2).
+    `weight_dimension_numbers` selects the matrices (None: by role, see transforms.matrix_params
+    and mo.matrix_rules). `guard_nonfinite=True` skips any step whose gradients hold NaN/inf:
+    zero update, state kept. The other optimizers take the same selection, guard and adam_*
+    keywords (spectral_clip: adam_learning_rate and adam_weight_decay; it shares its betas).
+    Float hyperparameters may be traced (optax.inject_hyperparams); ns_steps and the options are
+    static. optax's inject_hyperparams takes any callable argument for a schedule: with a
+    callable `weight_dimension_numbers` or an `orthogonalizer`, name them in its `static_args`.
     """
     opt = resolve_convention("mo.muon", convention, learning_rate, bias_correction=bias_correction, ns_eps=ns_eps,
                              weight_dimension_numbers=weight_dimension_numbers, **adamw)
@@ -137,7 +141,7 @@ def muon(
     core = scale_by_muon(
         beta, nesterov=nesterov, bias_correction=opt["bias_correction"], ns_steps=ns_steps, ns_coeffs=ns_coeffs,
         ns_eps=opt["ns_eps"], ns_dtype=ns_dtype, preconditioning=preconditioning, adaptive=adaptive,
-        weight_dimension_numbers=dims, orthogonalizer=orthogonalizer,
+        gram_newton_schulz=gram_newton_schulz, weight_dimension_numbers=dims, orthogonalizer=orthogonalizer,
     )
     return orthogonalized_optimizer(
         core, learning_rate=learning_rate, weight_decay=weight_decay,

@@ -26,9 +26,9 @@ def test_aol_newton_schulz_matches_reference_and_beats_frobenius_start():
         mo.linalg.newton_schulz(jnp.asarray(g), preconditioning="spectral")
 
 
-def test_aol_adaptive_muon_matches_reference():
+def test_aol_adaptive_gram_muon_matches_reference():
     params = {"w": jnp.asarray(RNG.standard_normal((6, 10))), "v": jnp.asarray(RNG.standard_normal((12, 5)))}
-    tx = mo.muon(0.05, weight_decay=0.1, preconditioning="aol", adaptive=True)
+    tx = mo.muon(0.05, weight_decay=0.1, preconditioning="aol", adaptive=True, gram_newton_schulz=True)
     state, update, rstate = tx.init(params), jax.jit(tx.update), {"w": {}, "v": {}}
     for _ in range(2):
         grads = jax.tree.map(lambda x: jnp.asarray(RNG.standard_normal(x.shape)), params)
@@ -54,3 +54,11 @@ def test_optax_convention_matches_optax_aol_adaptive():
         params = optax.apply_updates(params, u_ours)
     with pytest.raises(ValueError, match="mo.scale_by_muon.*preconditioning"):
         mo.muon(preconditioning="schatten")
+
+
+@pytest.mark.parametrize("coeffs", ["muon", "polar_express"])
+def test_gram_newton_schulz_is_the_same_polynomial(coeffs):
+    g = jnp.asarray(RNG.standard_normal((2, 6, 20)))
+    for x in (g, jnp.swapaxes(g, -1, -2)):  # wide and tall
+        np.testing.assert_allclose(mo.linalg.newton_schulz(x, 6, coeffs, gram=True),
+                                   mo.linalg.newton_schulz(x, 6, coeffs), rtol=1e-9, atol=1e-11)
