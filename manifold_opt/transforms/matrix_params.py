@@ -48,9 +48,9 @@ Default dims for rank r >= 3 (for True leaves other than attention kernels) read
 (kh, kw, ..., in, out): all axes but the last are fan-in, so the kernel is reshaped to
 (kh * kw * in, out). Use explicit `DimensionNumbers` for stacked layers (batch axes).
 
-`orthogonalized_optimizer` is the one helper every optimizer uses: an `optax.partition` that
-sends matrix leaves to `chain(core, shape scaling, decoupled weight decay, learning rate)` and
-every other leaf (embeddings, heads, biases, norms) to AdamW.
+`orthogonalized_optimizer` (transforms.step_rules) is the one helper every optimizer uses: an
+`optax.partition` that sends matrix leaves to `chain(core, shape scaling, decoupled weight
+decay, learning rate)` and every other leaf (embeddings, heads, biases, norms) to AdamW.
 """
 from __future__ import annotations
 
