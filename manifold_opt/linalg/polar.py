@@ -104,6 +104,20 @@ def ns_coefficients(coeffs="muon", steps: int = 5, shape=None) -> tuple[np.ndarr
     return table[rows], safety
 
 
+def _gram_steps(x, table):
+    """The Newton-Schulz polynomials applied through the Gram matrix of wide x (..., m, n)."""
+    s = x @ jnp.swapaxes(x, -1, -2)
+    eye = jnp.broadcast_to(jnp.eye(s.shape[-1], dtype=x.dtype), s.shape)
+
+    def step(carry, abc):
+        s, q = carry
+        p = abc[0] * eye + abc[1] * s + abc[2] * (s @ s)
+        return (p @ s @ p, p @ q), None
+
+    (_, q), _ = jax.lax.scan(step, (s, eye), table, unroll=True)
+    return q @ x
+
+
 def newton_schulz(
     g: jax.Array,
     steps: int = 5,
@@ -111,6 +125,8 @@ def newton_schulz(
     *,
     eps: float = 1e-7,
     compute_dtype=None,
+    preconditioning: str = "frobenius",
+    gram: bool = False,
 ) -> jax.Array:
     """Approximate polar factor of g (..., m, n) by `steps` quintic Newton-Schulz iterations.
 
@@ -118,8 +134,17 @@ def newton_schulz(
     `compute_dtype` (default: g's dtype; e.g. jnp.bfloat16 for speed) and the result is cast
     back to g's dtype. `coeffs`: "muon", "dion", "polar_express" (normalizes by 1.01 ||G||_F),
     "root" (per-shape triple from ROOT_SHAPE_COEFFS), an (a, b, c) triple or a (k, 3) table.
-    A zero input gives a zero output.
+    A zero input gives a zero output. `preconditioning`: "frobenius" (X / (s ||X||_F + eps)) or
+    "aol" (Turbo-Muon, Boissin et al. 2025, as optax's: rows scaled by
+    1 / sqrt(max(sum_j |X X^T|_ij, eps)), which bounds the spectral norm by 1 (Gershgorin) and
+    starts the iteration closer to the polar factor). `gram=True` (Gram Newton-Schulz, as
+    microsoft/dion's) iterates on the small Gram matrix instead: with S = X X^T (m x m, m <= n),
+    each step is P = a + b S + c S^2, S <- P S P, Q <- P Q, and the result is Q X; the same
+    polynomial, 4 m^3 flops a step instead of 2 m^2 n + m^3, so it pays for wide aspect ratios
+    (see experiments/benchmarks/gram_newton_schulz.py).
     """
+    if preconditioning not in ("frobenius", "aol"):
+        raise ValueError(f"newton_schulz: preconditioning must be 'frobenius' or 'aol', got {preconditioning!r}")
     if g.ndim < 2:
         raise ValueError(f"newton_schulz: g must have at least 2 dimensions, got shape {g.shape}")
     table, safety = ns_coefficients(coeffs, steps, g.shape)
@@ -128,8 +153,12 @@ def newton_schulz(
     tall = x.shape[-2] > x.shape[-1]
     if tall:
         x = jnp.swapaxes(x, -1, -2)
-    norm = jnp.linalg.norm(x, axis=(-2, -1), keepdims=True)
-    x = x / (safety * norm + eps).astype(x.dtype)
+    if preconditioning == "aol":
+        row_sums = jnp.sum(jnp.abs(x @ jnp.swapaxes(x, -1, -2)), axis=-1, keepdims=True)
+        x = x * jax.lax.rsqrt(jnp.maximum(row_sums, eps).astype(x.dtype))
+    else:
+        norm = jnp.linalg.norm(x, axis=(-2, -1), keepdims=True)
+        x = x / (safety * norm + eps).astype(x.dtype)
 
     def step(x, abc):
         a, b, c = abc[0], abc[1], abc[2]
@@ -137,7 +166,10 @@ def newton_schulz(
         poly = b * gram + (c * gram) @ gram  # optax.contrib.muon's order of operations
         return a * x + poly @ x, None
 
-    x, _ = jax.lax.scan(step, x, jnp.asarray(table, dtype=x.dtype), unroll=True)
+    if gram:
+        x = _gram_steps(x, jnp.asarray(table, dtype=x.dtype))
+    else:
+        x, _ = jax.lax.scan(step, x, jnp.asarray(table, dtype=x.dtype), unroll=True)
     if tall:
         x = jnp.swapaxes(x, -1, -2)
     return x.astype(out_dtype)

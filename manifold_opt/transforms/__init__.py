@@ -7,23 +7,27 @@ r"""optax GradientTransformations built from the manifolds and kernels.
 - Frank-Wolfe: $x \leftarrow x + \gamma_t (s - x)$ with $s = \arg\min_{s \in C} \langle g, s \rangle$.
 - Orthogonal gradient: updates with the components along protected directions removed.
 """
+from manifold_opt.transforms.aro import aro, scale_by_aro
 from manifold_opt.transforms.auon import auon, hybrid_auon, scale_by_auon, scale_by_hybrid_auon
 from manifold_opt.transforms.conda import conda, scale_by_conda
+from manifold_opt.transforms.dion2 import dion2, scale_by_dion2
+from manifold_opt.transforms.fismo import fismo, scale_by_fismo
 from manifold_opt.transforms.frank_wolfe import (
     FrankWolfeState,
     frank_wolfe,
     fw_agnostic_schedule,
     fw_momentum_schedule,
 )
+from manifold_opt.transforms.manifold_muon import manifold_muon, scale_by_manifold_muon, stiefel_retraction
 from manifold_opt.transforms.matrix_params import (
     DimensionNumbers,
     MatrixRules,
+    SplitMatrix,
     default_dimension_numbers,
     matrix_axes,
     matrix_labels,
     matrix_rules,
     ndim2_dimension_numbers,
-    orthogonalized_optimizer,
     resolve_dimension_numbers,
     role_dimension_numbers,
     scale_by_shape,
@@ -50,23 +54,31 @@ from manifold_opt.transforms.riemannian import (
 )
 from manifold_opt.transforms.root import root, scale_by_root
 from manifold_opt.transforms.spectral_clip import scale_by_spectral_clip, soft_spectral_clip, spectral_clip
+from manifold_opt.transforms.step_rules import HyperballState, hyperball_projection, orthogonalized_optimizer
 
 __all__ = [
     "DimensionNumbers",
     "FrankWolfeState",
+    "HyperballState",
     "MatrixRules",
     "PCGradState",
     "ProjectOutState",
     "RiemannianAdamState",
     "RiemannianSgdState",
+    "SplitMatrix",
+    "aro",
     "auon",
     "conda",
     "default_dimension_numbers",
+    "dion2",
     "extend_basis",
+    "fismo",
     "frank_wolfe",
     "fw_agnostic_schedule",
     "fw_momentum_schedule",
     "hybrid_auon",
+    "hyperball_projection",
+    "manifold_muon",
     "matrix_axes",
     "matrix_labels",
     "matrix_rules",
@@ -88,9 +100,13 @@ __all__ = [
     "riemannian_sgd",
     "role_dimension_numbers",
     "root",
+    "scale_by_aro",
     "scale_by_auon",
     "scale_by_conda",
+    "scale_by_dion2",
+    "scale_by_fismo",
     "scale_by_hybrid_auon",
+    "scale_by_manifold_muon",
     "scale_by_muon",
     "scale_by_normuon",
     "scale_by_root",
@@ -98,4 +114,5 @@ __all__ = [
     "scale_by_spectral_clip",
     "soft_spectral_clip",
     "spectral_clip",
+    "stiefel_retraction",
 ]

@@ -9,8 +9,9 @@
   hyperparameter to a leaf's dtype so a float64 one does not promote float32 parameters.
 - `optimizer_constructor(public_name, **defaults)`: the same check, plus the AdamW-branch
   keywords every orthogonalized optimizer shares (ADAMW_KEYWORDS: adam_learning_rate, adam_b1,
-  adam_b2, adam_eps, adam_weight_decay, adam_nesterov) appended to the constructor's visible
-  signature and handed to it as one dict `adamw`, so they are declared once.
+  adam_b2, adam_eps, adam_weight_decay, adam_nesterov; and cautious_weight_decay, hyperball)
+  appended to the constructor's visible signature and handed to it as one dict `adamw`, so
+  they are declared once.
 - Structural integers (Newton-Schulz steps, iteration counts) fix the program's shape; they
   default to None (so inject_hyperparams leaves them static) and `static_int` gives a clear
   error when one arrives as an array.
@@ -59,7 +60,9 @@ def checked_keywords(public_name: str):
 
 # The AdamW branch's keywords and their defaults (a constructor may override the defaults).
 ADAMW_KEYWORDS = {"adam_learning_rate": 3e-4, "adam_b1": 0.9, "adam_b2": 0.95, "adam_eps": 1e-8,
-                  "adam_weight_decay": 0.0, "adam_nesterov": False}
+                  "adam_weight_decay": 0.0, "adam_nesterov": False,
+                  # and the step rules every orthogonalized optimizer shares (transforms.step_rules)
+                  "cautious_weight_decay": False, "hyperball": False}
 
 
 def optimizer_constructor(public_name: str, **defaults):

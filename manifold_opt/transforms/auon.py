@@ -39,9 +39,9 @@ from manifold_opt.transforms.matrix_params import (
     Orthogonalizer,
     map_matrices,
     orthogonalize_matrices,
-    orthogonalized_optimizer,
 )
 from manifold_opt.transforms.momentum import MomentumState, check_beta, ema_momentum, init_momentum
+from manifold_opt.transforms.step_rules import orthogonalized_optimizer
 
 
 def cosh_rms(g: jnp.ndarray, gamma: float = 1.5) -> jnp.ndarray:

@@ -26,11 +26,11 @@ from manifold_opt.manifolds.base import check_positive_int
 from manifold_opt.transforms.arguments import checked_keywords, hyper, is_python_number, optimizer_constructor
 from manifold_opt.transforms.matrix_params import (
     from_matrices,
-    orthogonalized_optimizer,
     resolve_dimension_numbers,
     to_matrices,
 )
 from manifold_opt.transforms.momentum import check_beta
+from manifold_opt.transforms.step_rules import orthogonalized_optimizer
 
 
 class CondaState(NamedTuple):

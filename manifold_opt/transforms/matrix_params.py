@@ -25,7 +25,9 @@ The role rule (`role_dimension_numbers`, by path names and shapes; Flax linen an
 1. AdamW: leaves with fewer than 2 axes; leaves named `bias` or `scale` (attention biases of
    shape (heads, head_dim) included); embeddings (a leaf name containing "embed", or a module
    named `wte`/`wpe`); output heads (any module on the path named one of HEAD_MODULES, or a 2-D
-   kernel of shape (d, V) when the tree holds a (V, d) embedding, V != d: a tied-shape head).
+   kernel of shape (d, V) when the tree holds a (V, d) embedding, V != d: a tied-shape head);
+   learned tokens and positional tables (a leaf name containing "token" or "position", or named
+   `pos` / `pos_*`, e.g. `cls_token`, `pos`, `pos_embedding`); 2-D leaves with a size-1 axis.
 2. Attention kernels, recognized by their module name: input projections (INPUT_PROJECTIONS,
    e.g. linen/NNX `query`, `key`, `value`), shape (d, heads, head_dim), are one (d, heads *
    head_dim) matrix; output projections (OUTPUT_PROJECTIONS, e.g. `out`), shape (heads,
@@ -35,18 +37,26 @@ The role rule (`role_dimension_numbers`, by path names and shapes; Flax linen an
 3. Every other 2-D leaf is a (fan_in, fan_out) matrix; other leaves of rank >= 3 (conv kernels,
    stacked layers) go to AdamW unless an override says how to read them.
 
+A fused kernel whose fan-out columns hold several matrices (a 2-D fused QKV (d, q + k + v), GQA
+included) is split into its parts by `SplitMatrix(dims, sizes)` or `matrix_rules(split_sizes=
+{pattern: sizes})`: each part is its own matrix for the orthogonalizing optimizers (map_matrices,
+orthogonalize_matrices, scale_by_shape: muon, auon, hybrid_auon, normuon, root, spectral_clip);
+to_matrices and the rest (conda's projection, hyperball norms, manifold_muon, project_out) see
+the fused kernel whole.
+
 Default dims for rank r >= 3 (for True leaves other than attention kernels) read a Flax conv kernel
 (kh, kw, ..., in, out): all axes but the last are fan-in, so the kernel is reshaped to
 (kh * kw * in, out). Use explicit `DimensionNumbers` for stacked layers (batch axes).
 
-`orthogonalized_optimizer` is the one helper every optimizer uses: an `optax.partition` that
-sends matrix leaves to `chain(core, shape scaling, decoupled weight decay, learning rate)` and
-every other leaf (embeddings, heads, biases, norms) to AdamW.
+`orthogonalized_optimizer` (transforms.step_rules) is the one helper every optimizer uses: an
+`optax.partition` that sends matrix leaves to `chain(core, shape scaling, decoupled weight
+decay, learning rate)` and every other leaf (embeddings, heads, biases, norms) to AdamW.
 """
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import itertools
 import math
 from typing import Callable, Mapping, NamedTuple
 
@@ -64,8 +74,20 @@ MATRIX, OTHER = "matrix", "other"
 Orthogonalizer = Callable[[Callable[[jax.Array], jax.Array], list], list]
 
 
+class SplitMatrix(NamedTuple):
+    """A kernel read by `dims` whose (flattened) fan-out columns are the consecutive matrices of
+    widths `sizes` (e.g. a fused QKV kernel (d, q + k + v): sizes (q, k, v))."""
+
+    dims: DimensionNumbers
+    sizes: tuple[int, ...]
+
+
 def _is_spec_leaf(x) -> bool:
-    return x is None or isinstance(x, (DimensionNumbers, bool, optax.MaskedNode))
+    return x is None or isinstance(x, (DimensionNumbers, SplitMatrix, bool, optax.MaskedNode))
+
+
+def _is_dims(d) -> bool:
+    return d is None or isinstance(d, (DimensionNumbers, SplitMatrix))
 
 
 def default_dimension_numbers(x: jax.Array) -> DimensionNumbers:
@@ -91,9 +113,11 @@ class MatrixAxes(NamedTuple):
 def matrix_axes(shape, dims: DimensionNumbers) -> MatrixAxes:
     """Which axes of an array of `shape` are fan-in, fan-out and batch under `dims`.
 
-    The one per-leaf reading of dimension numbers (every reshape here goes through it);
-    ValueError for axes out of range, empty or overlapping.
+    The one per-leaf reading of dimension numbers (every reshape here goes through it; a
+    SplitMatrix is read whole); ValueError for axes out of range, empty or overlapping.
     """
+    if isinstance(dims, SplitMatrix):
+        dims = dims.dims
     shape = tuple(shape)
     ndim = len(shape)
 
@@ -129,13 +153,17 @@ def path_names(path) -> tuple[str, ...]:
     return tuple(path_to_str((entry,)) for entry in path)
 
 
+def _is_token_or_position(leaf: str) -> bool:
+    return "token" in leaf or "position" in leaf or leaf == "pos" or leaf.startswith("pos_")
+
+
 def role_dimension_numbers(names, shape, *, per_head: bool = False) -> DimensionNumbers | None:
     """The role rule (module doc) for one leaf: its path `names` and `shape` -> dims or None."""
     names = [str(n).lower() for n in names]
     leaf, module = (names[-1] if names else ""), (names[-2] if len(names) > 1 else "")
     ndim = len(shape)
     if (ndim < 2 or leaf in ("bias", "scale") or "embed" in leaf or module in EMBEDDING_MODULES
-            or HEAD_MODULES.intersection(names[:-1])):
+            or HEAD_MODULES.intersection(names[:-1]) or _is_token_or_position(leaf) or (ndim == 2 and 1 in shape)):
         return None
     if ndim >= 3 and module in INPUT_PROJECTIONS:  # (d, heads, head_dim): fan-in d
         first = 2 if ndim >= 4 and module in FUSED_PROJECTIONS else 1  # (d, 3, heads, head_dim): q, k, v apart
@@ -157,6 +185,7 @@ class MatrixRules:
 
     overrides: tuple = ()
     per_head: bool = False
+    split_sizes: tuple = ()
 
     def dimension_numbers(self, tree):
         """A pytree like `tree`: DimensionNumbers at matrix leaves, None elsewhere."""
@@ -165,6 +194,13 @@ class MatrixRules:
 
         def one(path, x):
             names = path_names(path)
+            dims = by_role(names, x)
+            for pattern, sizes in self.split_sizes:
+                if dims is not None and fnmatch.fnmatchcase("/".join(names), pattern):
+                    return _leaf_dims(SplitMatrix(dims, sizes), x, names)
+            return dims
+
+        def by_role(names, x):
             for pattern, spec in self.overrides:
                 if fnmatch.fnmatchcase("/".join(names), pattern):
                     return _leaf_dims(spec, x, names)
@@ -176,13 +212,16 @@ class MatrixRules:
 
 
 @checked_keywords("mo.matrix_rules")
-def matrix_rules(overrides: Mapping | None = None, *, per_head: bool = False) -> MatrixRules:
+def matrix_rules(overrides: Mapping | None = None, *, per_head: bool = False,
+                 split_sizes: Mapping | None = None) -> MatrixRules:
     """The role rule (module doc), with per-head attention matrices and explicit overrides.
 
     `overrides` maps glob patterns over '/'-joined parameter paths (`fnmatch`; `*` also matches
     '/'; a Flax Variable's `.value` is not part of the path) to DimensionNumbers, True/False or
     None; the first matching pattern wins over the role rule, e.g.
-    `{"*/final_proj/kernel": False, "*/stack": DimensionNumbers(1, 2)}`.
+    `{"*/final_proj/kernel": False, "*/stack": DimensionNumbers(1, 2)}`. `split_sizes` maps
+    patterns to the widths of the matrices fused along a matrix leaf's fan-out (SplitMatrix), e.g.
+    `{"*/qkv/kernel": (512, 128, 128)}` for a GQA kernel (d, 768).
     """
     overrides = dict(overrides or {})
     for pattern, spec in overrides.items():
@@ -195,7 +234,11 @@ def matrix_rules(overrides: Mapping | None = None, *, per_head: bool = False) ->
             )
     if not isinstance(per_head, bool):
         raise TypeError(f"matrix_rules: per_head must be a bool, got {per_head!r}")
-    return MatrixRules(tuple(overrides.items()), per_head)
+    split_sizes = dict(split_sizes or {})
+    for pattern, sizes in split_sizes.items():
+        if not (isinstance(sizes, (tuple, list)) and sizes and all(isinstance(n, int) and n > 0 for n in sizes)):
+            raise TypeError(f"matrix_rules: split_sizes {pattern!r} must be a tuple of positive ints, got {sizes!r}")
+    return MatrixRules(tuple(overrides.items()), per_head, tuple((k, tuple(v)) for k, v in split_sizes.items()))
 
 
 def _leaf_dims(d, x, names=()):
@@ -204,12 +247,20 @@ def _leaf_dims(d, x, names=()):
     if isinstance(d, DimensionNumbers):
         matrix_axes(x.shape, d)
         return d
+    if isinstance(d, SplitMatrix):
+        fan_out = fans(x, d)[1]
+        if sum(d.sizes) != fan_out:
+            raise ValueError(
+                f"weight_dimension_numbers: split sizes {tuple(d.sizes)} of {'/'.join(names)!r} must add up "
+                f"to its fan-out {fan_out} (shape {x.shape})"
+            )
+        return d
     if d is True:
         return role_dimension_numbers(names, x.shape) or default_dimension_numbers(x)
     if d is None or d is False:
         return None
     raise TypeError(
-        "weight_dimension_numbers: leaves must be DimensionNumbers, None or bool, "
+        "weight_dimension_numbers: leaves must be DimensionNumbers, SplitMatrix, None or bool, "
         f"got {type(d).__name__}"
     )
 
@@ -224,7 +275,7 @@ def resolve_dimension_numbers(tree, weight_dimension_numbers=None):
         spec = MatrixRules()
     if isinstance(spec, MatrixRules):
         return spec.dimension_numbers(tree)
-    if callable(spec) and not isinstance(spec, DimensionNumbers):
+    if callable(spec) and not isinstance(spec, (DimensionNumbers, SplitMatrix)):
         spec = spec(tree)
 
     def subtree(path, d, sub):
@@ -247,7 +298,7 @@ def matrix_labels(params, weight_dimension_numbers=None):
     """"matrix" / "other" labels for optax.partition."""
     dims = resolve_dimension_numbers(params, weight_dimension_numbers)
     return jax.tree.map(
-        lambda d: OTHER if d is None else MATRIX, dims, is_leaf=lambda d: d is None or isinstance(d, DimensionNumbers)
+        lambda d: OTHER if d is None else MATRIX, dims, is_leaf=_is_dims
     )
 
 
@@ -272,8 +323,23 @@ def from_matrices(m: jax.Array, like: jax.Array, dims: DimensionNumbers) -> jax.
     return jnp.transpose(m, tuple(order.index(a) for a in range(like.ndim)))
 
 
+def _split(x, d) -> list:
+    """x (..., fan_out) as the list of its SplitMatrix parts along the last axis ([x] otherwise)."""
+    if not isinstance(d, SplitMatrix):
+        return [x]
+    return jnp.split(x, list(itertools.accumulate(d.sizes))[:-1], axis=-1)
+
+
+def apply_matrices(fn, x, d, *extra):
+    """fn on the leaf x viewed as (batch, fan_in, fan_out) stacks, each part of a SplitMatrix apart
+    (extra arrays are split along their last, fan-out, axis), back in x's layout."""
+    parts = zip(_split(to_matrices(x, d), d), *(_split(e, d) for e in extra))
+    return from_matrices(jnp.concatenate([fn(*part) for part in parts], axis=-1), x, d)
+
+
 def map_matrices(fn, tree, weight_dimension_numbers=None, *, name: str, extra=None):
-    """fn(matrices[, extra_leaf]) on each matrix leaf of `tree`, viewed as (batch, fan_in, fan_out).
+    """fn(matrices[, extra_leaf]) on each matrix leaf of `tree`, viewed as (batch, fan_in, fan_out)
+    (each part of a SplitMatrix apart).
 
     Raises ValueError for a non-matrix leaf: `name`'s core only handles matrices (use the
     full optimizer, which routes other leaves to AdamW). `extra` is an optional pytree with
@@ -287,7 +353,7 @@ def map_matrices(fn, tree, weight_dimension_numbers=None, *, name: str, extra=No
                 f"{name}: got a non-matrix leaf of shape {x.shape}; pass weight_dimension_numbers "
                 f"or use the full optimizer, which sends non-matrix params to AdamW"
             )
-        return from_matrices(fn(to_matrices(x, d), *e), x, d)
+        return apply_matrices(fn, x, d, *e)
 
     trees = (tree, dims) if extra is None else (tree, dims, extra)
     return jax.tree.map(one, *trees)
@@ -308,8 +374,10 @@ def orthogonalize_matrices(fn, tree, weight_dimension_numbers=None, *, name: str
     for x, d in zip(leaves, dim_leaves):
         if d is None:
             raise ValueError(f"{name}: got a non-matrix leaf of shape {x.shape}")
-    outs = orthogonalizer(fn, [to_matrices(x, d) for x, d in zip(leaves, dim_leaves)])
-    return treedef.unflatten([from_matrices(o, x, d) for o, x, d in zip(outs, leaves, dim_leaves)])
+    parts = [_split(to_matrices(x, d), d) for x, d in zip(leaves, dim_leaves)]
+    outs = iter(orthogonalizer(fn, [p for leaf_parts in parts for p in leaf_parts]))
+    joined = [jnp.concatenate([next(outs) for _ in leaf_parts], axis=-1) for leaf_parts in parts]
+    return treedef.unflatten([from_matrices(o, x, d) for o, x, d in zip(joined, leaves, dim_leaves)])
 
 
 def scale_by_shape(weight_dimension_numbers=None, consistent_rms: float | None = None):
@@ -320,60 +388,20 @@ def scale_by_shape(weight_dimension_numbers=None, consistent_rms: float | None =
         del params
         dims = resolve_dimension_numbers(updates, weight_dimension_numbers)
 
+        def factor(fan_in, fan_out):
+            if consistent_rms is None:
+                return math.sqrt(max(1.0, fan_out / fan_in))
+            return consistent_rms * math.sqrt(max(fan_in, fan_out))
+
         def scale(u, d):
             if d is None:
                 return u
             fan_in, fan_out = fans(u, d)
-            if consistent_rms is None:
-                factor = math.sqrt(max(1.0, fan_out / fan_in))
-            else:
-                factor = consistent_rms * math.sqrt(max(fan_in, fan_out))
-            return u * jnp.asarray(factor, u.dtype)
+            if not isinstance(d, SplitMatrix):
+                return u * jnp.asarray(factor(fan_in, fan_out), u.dtype)
+            factors = jnp.concatenate([jnp.full(n, factor(fan_in, n), u.dtype) for n in d.sizes])
+            return from_matrices(to_matrices(u, d) * factors, u, d)
 
         return jax.tree.map(scale, updates, dims), state
 
     return optax.GradientTransformation(optax.init_empty_state, update_fn)
-
-
-@checked_keywords("mo.transforms.orthogonalized_optimizer")
-def orthogonalized_optimizer(
-    core: optax.GradientTransformation,
-    *,
-    learning_rate,
-    weight_decay: float = 0.0,
-    shape_scaling: optax.GradientTransformation | None = None,
-    weight_dimension_numbers=None,
-    other: optax.GradientTransformation | None = None,
-    adam_learning_rate=3e-4,
-    adam_b1: float = 0.9,
-    adam_b2: float = 0.95,
-    adam_eps: float = 1e-8,
-    adam_weight_decay: float = 0.0,
-    adam_nesterov: bool = False,
-    guard_nonfinite: bool = False,
-) -> optax.GradientTransformation:
-    """optax.partition: matrix leaves -> chain(core, shape_scaling, wd, -lr); others -> AdamW.
-
-    Matrix updates are -lr * (shape_scale(core(g)) + wd * p), i.e. p <- (1 - lr wd) p - lr ...
-    (decoupled weight decay). `other` replaces the AdamW branch. With `guard_nonfinite`, a
-    step whose gradients contain NaN/inf is skipped: the update is zero and the optimizer state
-    is left unchanged (optax.apply_if_finite; its state counts the skipped steps).
-    """
-    matrix_chain = optax.chain(
-        core,
-        shape_scaling if shape_scaling is not None else optax.identity(),
-        optax.add_decayed_weights(weight_decay),
-        optax.scale_by_learning_rate(learning_rate),
-    )
-    if other is None:
-        other = optax.adamw(
-            adam_learning_rate, b1=adam_b1, b2=adam_b2, eps=adam_eps,
-            weight_decay=adam_weight_decay, nesterov=adam_nesterov,
-        )
-    tx = optax.partition(
-        {MATRIX: matrix_chain, OTHER: other},
-        lambda params: matrix_labels(params, weight_dimension_numbers),
-    )
-    if guard_nonfinite:
-        tx = optax.apply_if_finite(tx, max_consecutive_errors=2**31 - 1)
-    return tx

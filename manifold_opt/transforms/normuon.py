@@ -29,12 +29,12 @@ from manifold_opt.transforms.matrix_params import (
     Orthogonalizer,
     map_matrices,
     orthogonalize_matrices,
-    orthogonalized_optimizer,
     resolve_dimension_numbers,
     scale_by_shape,
     to_matrices,
 )
-from manifold_opt.transforms.momentum import check_beta, ema_momentum
+from manifold_opt.transforms.momentum import check_beta, muon_momentum, resolve_convention
+from manifold_opt.transforms.step_rules import orthogonalized_optimizer
 
 
 class NorMuonState(NamedTuple):
@@ -49,6 +49,7 @@ def scale_by_normuon(
     beta2: float = 0.95,
     *,
     nesterov: bool = True,
+    bias_correction: bool = False,
     scaling: str = "reference",
     ns_steps: int | None = None,
     ns_coeffs="muon",
@@ -88,7 +89,8 @@ def scale_by_normuon(
 
     def update_fn(updates, state, params=None):
         del params
-        mu, u = ema_momentum(updates, state.mu, beta, nesterov)
+        count = optax.safe_increment(state.count)
+        mu, u = muon_momentum(updates, state.mu, beta, nesterov, bias_correction, count)
         o = orthogonalize_matrices(ns, u, weight_dimension_numbers, name="scale_by_normuon",
                                    orthogonalizer=orthogonalizer)
         dims = resolve_dimension_numbers(o, weight_dimension_numbers)
@@ -97,37 +99,48 @@ def scale_by_normuon(
             o, dims, state.nu,
         )
         out = map_matrices(normalize, o, weight_dimension_numbers, name="scale_by_normuon", extra=nu)
-        return out, NorMuonState(optax.safe_increment(state.count), mu, nu)
+        return out, NorMuonState(count, mu, nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@optimizer_constructor("mo.normuon")
+@optimizer_constructor("mo.normuon", adam_learning_rate=None, adam_b2=None, adam_nesterov=None)
 def normuon(
     learning_rate=0.02,
     beta: float = 0.95,
     beta2: float = 0.95,
     weight_decay: float = 0.0,
     *,
+    convention: str = "reference",
     nesterov: bool = True,
+    bias_correction: bool | None = None,
     scaling: str = "reference",
     ns_steps: int | None = None,
     ns_coeffs="muon",
-    ns_eps: float = 1e-7,
+    ns_eps: float | None = None,
     ns_dtype=None,
     weight_dimension_numbers=None,
     orthogonalizer: Orthogonalizer | None = None,
     guard_nonfinite: bool = False,
     adamw=None,
 ) -> optax.GradientTransformation:
-    """NorMuon on matrix params, AdamW (adam_* keywords, see mo.muon) on the rest."""
+    """NorMuon on matrix params, AdamW (adam_* keywords, see mo.muon) on the rest.
+
+    `convention` ("reference" or "optax") sets the keywords left at None as in mo.muon:
+    "optax" is optax.contrib.muon's momentum (bias correction), NS eps, selection (every 2-D
+    leaf) and AdamW branch, with NorMuon's normalization after Newton-Schulz.
+    """
+    opt = resolve_convention("mo.normuon", convention, learning_rate, bias_correction=bias_correction, ns_eps=ns_eps,
+                             weight_dimension_numbers=weight_dimension_numbers, **adamw)
+    dims = opt["weight_dimension_numbers"]
     ns_steps = static_int("mo.normuon", "ns_steps", ns_steps, 5)
     core = scale_by_normuon(
-        beta, beta2, nesterov=nesterov, scaling=scaling, ns_steps=ns_steps, ns_coeffs=ns_coeffs, ns_eps=ns_eps,
-        ns_dtype=ns_dtype, weight_dimension_numbers=weight_dimension_numbers, orthogonalizer=orthogonalizer,
+        beta, beta2, nesterov=nesterov, bias_correction=opt["bias_correction"], scaling=scaling, ns_steps=ns_steps,
+        ns_coeffs=ns_coeffs, ns_eps=opt["ns_eps"], ns_dtype=ns_dtype, weight_dimension_numbers=dims,
+        orthogonalizer=orthogonalizer,
     )
     return orthogonalized_optimizer(
         core, learning_rate=learning_rate, weight_decay=weight_decay,
-        shape_scaling=scale_by_shape(weight_dimension_numbers) if scaling == "reference" else None,
-        weight_dimension_numbers=weight_dimension_numbers, guard_nonfinite=guard_nonfinite, **adamw,
+        shape_scaling=scale_by_shape(dims) if scaling == "reference" else None,
+        weight_dimension_numbers=dims, guard_nonfinite=guard_nonfinite, **{k: opt[k] for k in adamw},
     )

@@ -31,10 +31,10 @@ from manifold_opt.transforms.matrix_params import (
     Orthogonalizer,
     map_matrices,
     orthogonalize_matrices,
-    orthogonalized_optimizer,
     scale_by_shape,
 )
 from manifold_opt.transforms.momentum import MomentumState, check_beta, init_momentum
+from manifold_opt.transforms.step_rules import orthogonalized_optimizer
 
 
 def abs_quantile(x: jax.Array, q: float, method: str = "exact", bisect_steps: int = 16) -> jax.Array:

@@ -21,13 +21,8 @@ import optax
 
 from manifold_opt.linalg.inverse_sqrt import inverse_sqrt, spectral_norm_bound
 from manifold_opt.transforms.arguments import checked_keywords, is_python_number, static_int
-from manifold_opt.transforms.matrix_params import (
-    from_matrices,
-    orthogonalized_optimizer,
-    resolve_dimension_numbers,
-    scale_by_shape,
-    to_matrices,
-)
+from manifold_opt.transforms.matrix_params import apply_matrices, resolve_dimension_numbers, scale_by_shape
+from manifold_opt.transforms.step_rules import add_decayed_weights, follow_schedule, orthogonalized_optimizer
 
 
 def soft_spectral_clip(x: jax.Array, c: float = 10.0, num_iters: int = 10) -> jax.Array:
@@ -69,7 +64,7 @@ def scale_by_spectral_clip(c: float = 10.0, num_iters: int | None = None, *,
         def clip(u, d):
             if d is None:
                 return soft_norm_clip(u, c)
-            return from_matrices(soft_spectral_clip(to_matrices(u, d), c, num_iters), u, d)
+            return apply_matrices(lambda m: soft_spectral_clip(m, c, num_iters), u, d)
 
         return jax.tree.map(clip, updates, dims), state
 
@@ -89,6 +84,8 @@ def spectral_clip(
     weight_dimension_numbers=None,
     adam_learning_rate=None,
     adam_weight_decay: float = 0.0,
+    cautious_weight_decay: bool = False,
+    hyperball: bool = False,
     guard_nonfinite: bool = False,
 ) -> optax.GradientTransformation:
     """Adam post-clipped by SPECTRA on matrix params; Adam + vector clip on the rest
@@ -98,15 +95,16 @@ def spectral_clip(
         optax.scale_by_adam(b1, b2, eps),
         scale_by_spectral_clip(c, num_iters, weight_dimension_numbers=weight_dimension_numbers),
     )
-    adam_lr = learning_rate if adam_learning_rate is None else adam_learning_rate
+    adam_lr = learning_rate if adam_learning_rate is None else follow_schedule(learning_rate, adam_learning_rate)
     other = optax.chain(
         optax.scale_by_adam(b1, b2, eps),
         scale_by_spectral_clip(c, num_iters, weight_dimension_numbers=lambda tree: jax.tree.map(lambda x: None, tree)),
-        optax.add_decayed_weights(adam_weight_decay),
+        add_decayed_weights(adam_weight_decay, cautious_weight_decay),
         optax.scale_by_learning_rate(adam_lr),
     )
     return orthogonalized_optimizer(
         core, learning_rate=learning_rate, weight_decay=weight_decay,
         shape_scaling=scale_by_shape(weight_dimension_numbers),
-        weight_dimension_numbers=weight_dimension_numbers, other=other, guard_nonfinite=guard_nonfinite,
+        weight_dimension_numbers=weight_dimension_numbers, other=other, cautious_weight_decay=cautious_weight_decay,
+        hyperball=hyperball, guard_nonfinite=guard_nonfinite,
     )

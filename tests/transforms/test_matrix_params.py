@@ -69,7 +69,7 @@ def test_bad_specs():
         resolve_dimension_numbers(params, {"w": DimensionNumbers(0, 0), "b": None})
     with pytest.raises(ValueError, match="out of range"):
         resolve_dimension_numbers(params, {"w": DimensionNumbers(0, 2), "b": None})
-    with pytest.raises(TypeError, match="DimensionNumbers, None or bool"):
+    with pytest.raises(TypeError, match="DimensionNumbers, SplitMatrix, None or bool"):
         resolve_dimension_numbers(params, {"w": "matrix", "b": None})
     with pytest.raises(ValueError, match="weight_dimension_numbers"):
         resolve_dimension_numbers(params, {"w": True})

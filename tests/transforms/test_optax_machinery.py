@@ -52,6 +52,10 @@ HYPERPARAMS = {
     "conda": {"b1": 0.8, "b2": 0.9, "weight_decay": 0.1, "update_proj_gap": 2},
     "root": {"mu": 0.9, "weight_decay": 0.1, "quantile": 0.8},
     "spectral_clip": {"b1": 0.8, "b2": 0.9, "weight_decay": 0.1, "c": 2.0},
+    "dion2": {"ef_decay": 0.9, "weight_decay": 0.1},
+    "aro": {"beta": 0.9, "weight_decay": 0.1},
+    "fismo": {"beta": 0.9, "fisher_decay": 0.9, "damping": 0.01, "weight_decay": 0.1},
+    "manifold_muon": {"beta": 0.9, "dual_learning_rate": 0.05},
 }
 
 
@@ -104,6 +108,9 @@ PUBLIC = {
     "mo.scale_by_hybrid_auon": mo.scale_by_hybrid_auon, "mo.scale_by_normuon": mo.scale_by_normuon,
     "mo.scale_by_conda": mo.scale_by_conda, "mo.scale_by_root": mo.scale_by_root,
     "mo.scale_by_spectral_clip": mo.scale_by_spectral_clip, "mo.matrix_rules": mo.matrix_rules,
+    "mo.dion2": mo.dion2, "mo.aro": mo.aro, "mo.fismo": mo.fismo, "mo.manifold_muon": mo.manifold_muon,
+    "mo.scale_by_dion2": mo.scale_by_dion2, "mo.scale_by_aro": mo.scale_by_aro, "mo.scale_by_fismo": mo.scale_by_fismo,
+    "mo.scale_by_manifold_muon": mo.scale_by_manifold_muon,
     "mo.transforms.orthogonalized_optimizer": functools.partial(
         mo.transforms.orthogonalized_optimizer, optax.identity(), learning_rate=0.1),
 }

@@ -42,6 +42,10 @@ CASES = {
     "root": (functools.partial(mo.root, LR, weight_decay=WD), functools.partial(ref.root, lr=LR, wd=WD)),
     "spectral_clip": (functools.partial(mo.spectral_clip, LR, weight_decay=WD, c=3.0, num_iters=20),
                       functools.partial(ref.spectral_clip, lr=LR, wd=WD, c=3.0)),
+    "dion2": (functools.partial(mo.dion2, LR, weight_decay=WD, ns_coeffs="muon"),
+              functools.partial(ref.dion2, lr=LR, wd=WD)),
+    "aro": (functools.partial(mo.aro, LR, weight_decay=WD), functools.partial(ref.aro, lr=LR, wd=WD)),
+    "fismo": (functools.partial(mo.fismo, LR, weight_decay=WD), functools.partial(ref.fismo, lr=LR, wd=WD)),
 }
 
 
