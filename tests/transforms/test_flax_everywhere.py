@@ -52,9 +52,11 @@ def nnx_params(model):
     return nnx.state(model, nnx.Param)
 
 
-def matrices_only(params):
-    """An optax.masked mask function (a callable, so it fits wrapped and plain params alike)."""
-    return jax.tree.map(lambda x: x.ndim == 2, params)
+def on_matrices(*matrix_chain, lr=0.05):
+    """`matrix_chain` on the 2-D leaves, SGD on the rest. The labels are a function, so they fit
+    the Variable-wrapped params nnx.Optimizer's init sees and the plain arrays of its update."""
+    labels = lambda params: jax.tree.map(lambda x: "matrix" if x.ndim == 2 else "other", params)  # noqa: E731
+    return optax.partition({"matrix": optax.chain(*matrix_chain), "other": optax.sgd(lr)}, labels)
 
 
 # name -> (factory(params, manifolds, sets) -> tx, kind). `params` is what the framework hands
@@ -62,7 +64,7 @@ def matrices_only(params):
 # kind: "descent" (loss decreases), "manifold" (out/kernel stays on OUT), "set" (every leaf stays
 # in its set), "pair" (updates are a tuple of per-task gradients).
 def _scaled(core, lr=0.05):
-    return lambda p, m, s: optax.chain(core(), optax.scale(-lr))
+    return lambda p, m, s: on_matrices(core(), optax.scale(-lr))
 
 
 TRANSFORMS = {
@@ -74,8 +76,8 @@ TRANSFORMS = {
     "frank_wolfe": (lambda p, m, s: optax.partition(
         {"manifold": mo.frank_wolfe(0.1, s), "free": optax.sgd(0.05)}, mo.partition_labels(s)), "set"),
     "hybrid_auon": (lambda p, m, s: mo.hybrid_auon(0.02), "descent"),
-    "hyperball_projection": (lambda p, m, s: optax.masked(
-        optax.chain(optax.sgd(0.05), mo.transforms.hyperball_projection()), matrices_only), "descent"),
+    "hyperball_projection": (lambda p, m, s: on_matrices(
+        optax.sgd(0.05), mo.transforms.hyperball_projection()), "descent"),
     "manifold_muon": (lambda p, m, s: mo.manifold_muon(0.05, m), "manifold"),
     "muon": (lambda p, m, s: mo.muon(0.02), "descent"),
     "normuon": (lambda p, m, s: mo.normuon(0.02), "descent"),
@@ -98,9 +100,8 @@ TRANSFORMS = {
     "scale_by_dion2": (_scaled(mo.scale_by_dion2), "descent"),
     "scale_by_fismo": (_scaled(mo.scale_by_fismo), "descent"),
     "scale_by_hybrid_auon": (_scaled(mo.scale_by_hybrid_auon), "descent"),
-    "scale_by_manifold_muon": (lambda p, m, s: optax.masked(optax.chain(
-        mo.scale_by_manifold_muon(), optax.scale(-0.05), mo.transforms.stiefel_retraction()), matrices_only),
-        "descent"),
+    "scale_by_manifold_muon": (lambda p, m, s: on_matrices(
+        mo.scale_by_manifold_muon(), optax.scale(-0.05), mo.transforms.stiefel_retraction()), "descent"),
     "scale_by_muon": (_scaled(mo.scale_by_muon), "descent"),
     "scale_by_normuon": (_scaled(mo.scale_by_normuon), "descent"),
     "scale_by_root": (_scaled(mo.scale_by_root, 0.01), "descent"),
@@ -108,8 +109,8 @@ TRANSFORMS = {
     "scale_by_spectral_clip": (lambda p, m, s: optax.chain(
         optax.scale_by_adam(), mo.scale_by_spectral_clip(), optax.scale(-0.01)), "descent"),
     "spectral_clip": (lambda p, m, s: mo.spectral_clip(0.01), "descent"),
-    "stiefel_retraction": (lambda p, m, s: optax.masked(
-        optax.chain(optax.sgd(0.05), mo.transforms.stiefel_retraction()), matrices_only), "descent"),
+    "stiefel_retraction": (lambda p, m, s: on_matrices(
+        optax.sgd(0.05), mo.transforms.stiefel_retraction()), "descent"),
 }
 
 # Public functions that are not GradientTransformation factories, and where each is exercised.
