@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from manifold_opt.manifolds.tree import is_param_wrapper, path_to_str
 from manifold_opt.transforms.matrix_params import from_matrices, resolve_dimension_numbers, to_matrices
 
 SIDES = ("input", "output", "both")
@@ -192,6 +193,36 @@ def project_out(bases=None, *, side: str = "input", max_rank: int | None = None,
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def _unwrap(node):
+    """The array (or None) inside a wrapper node such as nnx.Optimizer's OptVariable."""
+    leaves = jax.tree.leaves(node)
+    return leaves[0] if leaves else None
+
+
+def _node(x) -> bool:
+    return x is None or is_param_wrapper(x)
+
+
+def _map_bases(name: str, one, bases, samples):
+    """`one(basis, sample)` on every basis leaf, the sample looked up by its '/' path in
+    `samples` (leaves missing there count as None). The bases may sit inside wrappers (the
+    opt_state of nnx.Optimizer), which are kept."""
+    flat = jax.tree_util.tree_flatten_with_path(samples, is_leaf=_node)[0]
+    by_path = {path_to_str(p): _unwrap(x) for p, x in flat}
+    paths = set()
+
+    def leaf(path, basis):
+        paths.add(path_to_str(path))
+        new = one(_unwrap(basis), by_path.get(path_to_str(path)))
+        return jax.tree.map(lambda _: new, basis) if is_param_wrapper(basis) else new
+
+    out = jax.tree_util.tree_map_with_path(leaf, bases, is_leaf=_node)
+    unknown = sorted(p for p in set(by_path) - paths if by_path[p] is not None)
+    if unknown:
+        raise ValueError(f"{name}: samples given for {unknown}, which are not params of the project_out state")
+    return out
+
+
 def _grow(name: str, opt_state, samples_for, threshold, max_new_for):
     """Replace every ProjectOutState in `opt_state` by one with grown bases."""
     _check_fraction(f"{name}: threshold", threshold)
@@ -221,7 +252,7 @@ def _grow(name: str, opt_state, samples_for, threshold, max_new_for):
                     )
                 return extend_basis(basis, x, threshold, max_new_for(basis.shape[1]))
 
-            grown.append(jax.tree.map(one, bases, samples, is_leaf=lambda x: x is None))
+            grown.append(_map_bases(name, one, bases, samples))
         return ProjectOutState(*grown)
 
     out = jax.tree.map(grow_state, opt_state, is_leaf=_is_state)
@@ -245,14 +276,9 @@ def protect_from_inputs(opt_state, inputs, *, threshold: float = 0.98, side: str
 
     def samples_for(side_index, bases):
         if side_index != wanted:
-            return jax.tree.map(lambda _: None, bases, is_leaf=lambda x: x is None)
-        try:
-            return jax.tree.map(
-                lambda b, x: None if b is None or x is None else jnp.swapaxes(jnp.asarray(x), -1, -2),
-                bases, inputs, is_leaf=lambda x: x is None,
-            )
-        except ValueError as err:
-            raise ValueError(f"protect_from_inputs: inputs must match the params' tree structure: {err}") from err
+            return None
+        return jax.tree.map(lambda x: None if x is None else jnp.swapaxes(jnp.asarray(x), -1, -2), inputs,
+                            is_leaf=lambda x: x is None)
 
     return _grow("protect_from_inputs", opt_state, samples_for, threshold, lambda n: None)
 
@@ -263,6 +289,7 @@ def protect_from_weights(opt_state, params, *, threshold: float = 0.98, rank_fra
     doc) on every side a project_out state in `opt_state` protects. `weight_dimension_numbers`
     must be the one given to project_out."""
     _check_fraction("protect_from_weights: rank_fraction", rank_fraction, allow_none=True)
+    params = jax.tree.map(_unwrap, params, is_leaf=is_param_wrapper)
     dims = resolve_dimension_numbers(params, weight_dimension_numbers)
     matrices = jax.tree.map(lambda x, d: None if d is None else to_matrices(x, d), params, dims)
 

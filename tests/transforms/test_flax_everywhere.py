@@ -224,3 +224,33 @@ def test_transform_under_nnx_and_linen(name):
             bound = np.linalg.norm(x0)
             if bound > 0:
                 assert np.linalg.norm(x) <= bound * (1 + 1e-6)
+
+
+def test_project_out_protection_under_nnx_and_linen():
+    """protect_from_inputs / _weights take nnx.Optimizer's opt_state (OptVariable-wrapped) and
+    inputs naming only the protected kernels (issue 18); NNX and linen grow the same bases, and
+    a step then leaves the hidden layer's outputs on the protected inputs unchanged."""
+    tx = optax.chain(mo.project_out(), optax.sgd(0.1))
+    model = Mlp(nnx.Rngs(0))
+    params0 = nnx.to_pure_dict(nnx_params(model))
+    inputs = {"hidden": {"kernel": X[:3]}}
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    optimizer.opt_state = mo.protect_from_inputs(optimizer.opt_state, inputs, threshold=0.99999)
+    ts = TrainState.create(apply_fn=MlpLinen().apply, params=params0, tx=tx)
+    ts = ts.replace(opt_state=mo.protect_from_inputs(ts.opt_state, inputs, threshold=0.99999))
+    nnx_basis = nnx.to_pure_dict(nnx.state(optimizer.opt_state))[0]["input"]["hidden"]["kernel"]
+    np.testing.assert_array_equal(nnx_basis, ts.opt_state[0].input["hidden"]["kernel"])
+    assert int(np.linalg.matrix_rank(np.asarray(nnx_basis[0]), tol=1e-4)) == 3
+
+    optimizer.update(model, nnx.grad(lambda m: mse(m(X), Y))(model))
+    ts = ts.apply_gradients(grads=jax.grad(lambda p: mse(MlpLinen().apply({"params": p}, X), Y))(ts.params))
+    new = nnx.to_pure_dict(nnx_params(model))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), new, ts.params)
+    dk = new["hidden"]["kernel"] - params0["hidden"]["kernel"]
+    assert float(jnp.max(jnp.abs(dk))) > 1e-3
+    np.testing.assert_allclose(X[:3] @ dk, 0.0, atol=1e-5)
+
+    grown = mo.protect_from_weights(optimizer.opt_state, nnx_params(model))
+    expected = mo.protect_from_weights(ts.opt_state, ts.params)
+    np.testing.assert_allclose(nnx.to_pure_dict(nnx.state(grown))[0]["input"]["out"]["kernel"],
+                               expected[0].input["out"]["kernel"], atol=1e-5)
