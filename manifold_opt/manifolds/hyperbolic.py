@@ -73,6 +73,11 @@ class PoincareBall(Manifold):
         self.check_point(x)
         return 2 / (1 - _dot(x, x))
 
+    def mobius_addition(self, a, b):
+        """a (+) b."""
+        self.check_points(a=a, b=b)
+        return mobius_addition(a, b)
+
     def random_point(self, key, dtype=jnp.float32, batch_shape=()):
         """Uniform in the ball (a Gaussian direction, radius U^(1/n))."""
         k1, k2 = jax.random.split(key)
