@@ -32,6 +32,7 @@ setup(
             "nbformat>=5.9",
             "ipykernel>=6.25",
             "matplotlib>=3.8",
+            "pymanopt>=2.2",
         ],
         "bench": [
             "pymanopt>=2.2",
