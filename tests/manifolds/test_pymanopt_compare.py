@@ -1,5 +1,6 @@
 """Our manifolds against Pymanopt 2.2 on the same inputs (float64 / complex128): every method
-both libraries have, for every manifold Pymanopt has that the new manifolds and SPD cover.
+both libraries have, for the new manifolds, SPD, and Euclidean, Sphere, Oblique, Stiefel and
+Grassmann.
 
 Two Pymanopt methods are wrong and are checked against references written here instead:
 Elliptope.projection (it solves the Lyapunov equation with the wrong sign: its output is neither
@@ -35,8 +36,14 @@ CASES = {
                           BASIC + ("exp", "log", "dist")),
     "spd": (M.SymmetricPositiveDefinite(4), lambda: pm.SymmetricPositiveDefinite(4, k=2), False,
             BASIC + ("exp", "log", "dist")),
+    # the manifolds we had before
+    "euclidean": (M.Euclidean((4, 3)), lambda: pm.Euclidean(4, 3), False, BASIC + ("exp", "log", "dist")),
+    "sphere": (M.Sphere(5), lambda: pm.Sphere(5), False, BASIC + ("exp", "log", "dist")),
+    "oblique": (M.Oblique(4, 3), lambda: pm.Oblique(4, 3), False, BASIC + ("exp", "log", "dist")),
+    "stiefel": (M.Stiefel(5, 2), lambda: pm.Stiefel(5, 2, k=2), False, BASIC + ("exp",)),
+    "grassmann": (M.Grassmann(5, 2), lambda: pm.Grassmann(5, 2, k=2), False, BASIC + ("exp", "log", "dist")),
 }
-COPIES = {"poincare": 3, "positive": 2, "symmetric": 2, "complex_grassmann": 2, "spd": 2}
+COPIES = {"poincare": 3, "positive": 2, "symmetric": 2, "complex_grassmann": 2, "spd": 2, "stiefel": 2, "grassmann": 2}
 
 
 def close(a, b):
@@ -76,7 +83,8 @@ def test_same_results_as_pymanopt(name):
     z = theirs.retraction(x, u)
     # Grassmann points are compared as subspaces (Pymanopt retracts by polar, we by QR)
     # and fixed-rank points as matrices (their factors are unique up to signs)
-    span = {"complex_grassmann": lambda p: p @ np.conj(np.swapaxes(p, -1, -2)),
+    subspace = lambda p: p @ np.conj(np.swapaxes(p, -1, -2))  # noqa: E731
+    span = {"complex_grassmann": subspace, "grassmann": subspace,
             "fixed_rank": lambda p: (p[0] * p[1]) @ p[2]}.get(name, lambda p: p)
     checks = {
         "proj": lambda m: m.projection(x, ambient),
