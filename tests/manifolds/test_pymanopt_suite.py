@@ -1,4 +1,5 @@
-"""Pymanopt 2.2's own manifold tests (pymanopt/tests/manifolds/test_*.py), rewritten against our
+"""Pymanopt 2.2's own manifold tests (pymanopt/tests/manifolds/test_*.py) for the new manifolds,
+SPD, Euclidean and Oblique, rewritten against our
 manifolds through the adapter (pymanopt_adapter.py): same sizes, same assertions, Pymanopt's
 constructor arguments (`k` copies = a batch). Pymanopt itself is not needed here (see
 test_pymanopt_compare.py for the side-by-side comparison); the multi-array helpers are written
@@ -13,7 +14,9 @@ from manifold_opt.manifolds import (
     ComplexCircle,
     ComplexGrassmann,
     Elliptope,
+    Euclidean,
     FixedRankEmbedded,
+    Oblique,
     PoincareBall,
     Positive,
     PSDFixedRank,
@@ -342,13 +345,20 @@ class TestPositive:
         npt.assert_allclose(self.manifold.retraction(x, u), x + u)
 
 
-# ----- Symmetric (test_symmetric.py) ------------------------------------------------------------
+# ----- Symmetric (test_symmetric.py) and Euclidean (test_euclidean.py, the real class) ---------
 class TestSymmetric:
+    """Pymanopt's Symmetric(10, k=5) tests; TestEuclidean below runs them for Euclidean(10, 5)
+    with the identity in place of the symmetrization (as Pymanopt's Euclidean tests)."""
+
     n, k = 10, 5
+    shape = (5, 10, 10)
 
     @pytest.fixture(autouse=True)
     def setup(self):
         self.manifold = adapt(SymmetricEuclidean(self.n), copies=self.k)
+
+    def sym(self, a):
+        return herm(a)
 
     def test_dim(self):
         assert self.manifold.dim == 0.5 * self.k * self.n * (self.n + 1)
@@ -357,7 +367,7 @@ class TestSymmetric:
         npt.assert_almost_equal(self.manifold.typical_dist, np.sqrt(self.manifold.dim))
 
     def test_dist(self):
-        x, y = np.random.normal(size=(2, self.k, self.n, self.n))
+        x, y = np.random.normal(size=(2,) + self.shape)
         npt.assert_almost_equal(self.manifold.dist(x, y), np.linalg.norm(x - y))
 
     def test_inner_product(self):
@@ -368,15 +378,15 @@ class TestSymmetric:
 
     def test_projection(self):
         x = self.manifold.random_point()
-        u = np.random.normal(size=(self.k, self.n, self.n))
-        npt.assert_allclose(self.manifold.projection(x, u), herm(u))
+        u = np.random.normal(size=self.shape)
+        npt.assert_allclose(self.manifold.projection(x, u), self.sym(u))
 
     def test_euclidean_to_riemannian_hessian(self):
         e = self.manifold
         x = e.random_point()
         u = e.random_tangent_vector(x)
-        egrad, ehess = np.random.normal(size=(2, self.k, self.n, self.n))
-        npt.assert_allclose(e.euclidean_to_riemannian_hessian(x, egrad, ehess, u), herm(ehess))
+        egrad, ehess = np.random.normal(size=(2,) + self.shape)
+        npt.assert_allclose(e.euclidean_to_riemannian_hessian(x, egrad, ehess, u), self.sym(ehess))
 
     def test_retraction(self):
         x = self.manifold.random_point()
@@ -390,20 +400,20 @@ class TestSymmetric:
 
     def test_norm(self):
         x = self.manifold.random_point()
-        u = herm(np.random.normal(size=(self.k, self.n, self.n)))
+        u = self.sym(np.random.normal(size=self.shape))
         npt.assert_almost_equal(np.sqrt(np.sum(u**2)), self.manifold.norm(x, u))
 
     def test_random_point(self):
         x, y = self.manifold.random_point(), self.manifold.random_point()
-        assert x.shape == (self.k, self.n, self.n)
-        npt.assert_allclose(x, herm(x))
+        assert x.shape == self.shape
+        npt.assert_allclose(x, self.sym(x))
         assert np.linalg.norm(x - y) > 1e-6
 
     def test_random_tangent_vector(self):
         x = self.manifold.random_point()
         u, v = self.manifold.random_tangent_vector(x), self.manifold.random_tangent_vector(x)
-        assert u.shape == (self.k, self.n, self.n)
-        npt.assert_allclose(u, herm(u))
+        assert u.shape == self.shape
+        npt.assert_allclose(u, self.sym(u))
         npt.assert_almost_equal(np.linalg.norm(u), 1)
         assert np.linalg.norm(u - v) > 1e-6
 
@@ -425,6 +435,45 @@ class TestSymmetric:
         x, y = self.manifold.random_point(), self.manifold.random_point()
         z = self.manifold.pair_mean(x, y)
         npt.assert_array_almost_equal(self.manifold.dist(x, z), self.manifold.dist(y, z))
+
+
+class TestEuclidean(TestSymmetric):
+    m, n = 10, 5
+    shape = (10, 5)
+
+    @pytest.fixture(autouse=True)
+    def setup(self):
+        self.manifold = adapt(Euclidean((self.m, self.n)))
+
+    def sym(self, a):
+        return a
+
+    def test_dim(self):
+        assert self.manifold.dim == self.m * self.n
+
+
+# ----- Oblique (test_oblique.py) ------------------------------------------------------------------
+class TestOblique:
+    @pytest.fixture(autouse=True)
+    def setup(self):
+        self.manifold = adapt(Oblique(100, 50))
+
+    def test_exp_log_inverse(self):
+        s = self.manifold
+        x, y = s.random_point(), s.random_point()
+        npt.assert_almost_equal(0, s.dist(y, s.exp(x, s.log(x, y))), decimal=6)
+
+    def test_log_exp_inverse(self):
+        s = self.manifold
+        x = s.random_point()
+        u = s.random_tangent_vector(x)
+        npt.assert_almost_equal(0, s.norm(x, u - s.log(x, s.exp(x, u))))
+
+    def test_pair_mean(self):
+        s = self.manifold
+        x, y = s.random_point(), s.random_point()
+        z = s.pair_mean(x, y)
+        npt.assert_array_almost_equal(s.dist(x, z), s.dist(y, z))
 
 
 # ----- ComplexCircle (test_complex_circle.py) ---------------------------------------------------
