@@ -1,9 +1,11 @@
 """Pymanopt 2.2's own manifold tests (pymanopt/tests/manifolds/test_*.py) for the new manifolds,
-SPD, Euclidean and Oblique, rewritten against our
+SPD, Euclidean, Oblique and Grassmann, rewritten against our
 manifolds through the adapter (pymanopt_adapter.py): same sizes, same assertions, Pymanopt's
 constructor arguments (`k` copies = a batch). Pymanopt itself is not needed here (see
 test_pymanopt_compare.py for the side-by-side comparison); the multi-array helpers are written
 out below."""
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
@@ -16,6 +18,7 @@ from manifold_opt.manifolds import (
     Elliptope,
     Euclidean,
     FixedRankEmbedded,
+    Grassmann,
     Oblique,
     PoincareBall,
     Positive,
@@ -552,6 +555,84 @@ class TestComplexGrassmann:
         npt.assert_allclose(hconj(y) @ y, eye_stack(k, self.n) if k > 1 else np.eye(self.n), atol=1e-10)
         u = u * 1e-6
         npt.assert_allclose(self.manifold.retraction(x, u), x + u)
+
+
+# ----- Grassmann (test_grassmann.py) -----------------------------------------------------------
+@pytest.mark.parametrize("k", [1, 3])
+class TestGrassmann:
+    m, n = 5, 2
+
+    @pytest.fixture(autouse=True)
+    def setup(self, k):
+        self.manifold = adapt(Grassmann(self.m, self.n), copies=k)
+        self.shape = ((k,) if k > 1 else ()) + (self.m, self.n)
+        self.eye = eye_stack(k, self.n) if k > 1 else np.eye(self.n)
+
+    def test_dim(self, k):
+        assert self.manifold.dim == k * (self.m * self.n - self.n**2)
+
+    def test_typical_dist(self, k):
+        npt.assert_almost_equal(self.manifold.typical_dist, np.sqrt(self.n * k))
+
+    def test_dist(self, k):
+        x, y = self.manifold.random_point(), self.manifold.random_point()
+        npt.assert_almost_equal(self.manifold.dist(x, y), self.manifold.norm(x, self.manifold.log(x, y)))
+
+    def test_euclidean_to_riemannian_hessian(self, k):
+        """Against proj(x, H + D_x proj(x, G)[u]) with the derivative by autodiff (as Pymanopt's
+        tools.testing does with autograd)."""
+        x = self.manifold.random_point()
+        u = self.manifold.random_tangent_vector(x)
+        egrad, ehess = np.random.normal(size=(2,) + self.shape)
+
+        def projection(p, v):
+            return v - p @ (jnp.swapaxes(p, -1, -2) @ v)
+
+        d_proj = jax.jvp(lambda p: projection(p, egrad), (x,), (u,))[1]
+        npt.assert_allclose(projection(x, ehess + d_proj), self.manifold.euclidean_to_riemannian_hessian(x, egrad, ehess, u),
+                            atol=1e-12)
+
+    def test_inner_product(self, k):
+        x = self.manifold.random_point()
+        a, b = self.manifold.random_tangent_vector(x), self.manifold.random_tangent_vector(x)
+        npt.assert_allclose(np.sum(a * b), self.manifold.inner_product(x, a, b))
+
+    def test_projection(self, k):
+        x = self.manifold.random_point()
+        h = np.random.normal(size=self.shape)
+        npt.assert_allclose(h - x @ np.swapaxes(x, -1, -2) @ h, self.manifold.projection(x, h), atol=1e-12)
+
+    def test_retraction(self, k):
+        x = self.manifold.random_point()
+        y = self.manifold.retraction(x, self.manifold.random_tangent_vector(x))
+        npt.assert_allclose(np.swapaxes(y, -1, -2) @ y, self.eye, atol=1e-10)
+        u = self.manifold.random_tangent_vector(x) * 1e-6
+        npt.assert_allclose(self.manifold.retraction(x, u), x + u)
+
+    def test_norm(self, k):
+        x = self.manifold.random_point()
+        u = self.manifold.random_tangent_vector(x)
+        npt.assert_almost_equal(self.manifold.norm(x, u), np.linalg.norm(u))
+
+    def test_random_point(self, k):
+        x = self.manifold.random_point()
+        npt.assert_allclose(np.swapaxes(x, -1, -2) @ x, self.eye, atol=1e-10)
+        assert np.linalg.norm(x - self.manifold.random_point()) > 1e-6
+
+    def test_random_tangent_vector(self, k):
+        x = self.manifold.random_point()
+        u = self.manifold.random_tangent_vector(x)
+        npt.assert_allclose(herm(np.swapaxes(x, -1, -2) @ u), np.zeros(self.shape[:-2] + (self.n, self.n)), atol=1e-10)
+        assert np.linalg.norm(u - self.manifold.random_tangent_vector(x)) > 1e-6
+
+    def test_exp_log_inverse(self, k):
+        x, y = self.manifold.random_point(), self.manifold.random_point()
+        npt.assert_almost_equal(0, self.manifold.dist(y, self.manifold.exp(x, self.manifold.log(x, y))), decimal=5)
+
+    def test_log_exp_inverse(self, k):
+        x = self.manifold.random_point()
+        u = self.manifold.random_tangent_vector(x)
+        npt.assert_almost_equal(0, self.manifold.norm(x, u - self.manifold.log(x, self.manifold.exp(x, u))))
 
 
 # ----- SymmetricPositiveDefinite (test_positive_definite.py, the real classes) ------------------
