@@ -135,6 +135,11 @@ class FixedRankEmbedded(Manifold):
         """The tangent vector nearest to the ambient Z: a dense (..., m, n) array, or a
         factored (A, B, C) meaning A B C^T (such as `embedding`'s output)."""
         self.check_point(x)
+        if not _is_factored(z) and (not hasattr(z, "shape") or z.ndim < 2 or tuple(z.shape[-2:]) != (self.m, self.n)):
+            raise ValueError(
+                f"FixedRankEmbedded: z must be an array of shape (..., {self.m}, {self.n}) or a factored "
+                f"(A, B, C), got {getattr(z, 'shape', type(z).__name__)}"
+            )
         u, _, vt = x
         zv = self._apply(z, transpose(vt))
         utzv = transpose(u) @ zv

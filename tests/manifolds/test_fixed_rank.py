@@ -136,6 +136,8 @@ def test_errors_name_the_argument_and_missing_closed_forms():
     x, u, _ = setup(batch_shape=())
     with pytest.raises(ValueError, match="x must be a point"):
         M.proj(x[:2], M.to_dense(x))
+    with pytest.raises(ValueError, match="z must be an array of shape"):
+        M.proj(x, jnp.zeros((5, 6)))
     with pytest.raises(ValueError, match="u must be a tangent"):
         M.retract(x, x)
     with pytest.raises(ValueError, match="egrad must be a point"):
