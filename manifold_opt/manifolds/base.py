@@ -146,9 +146,9 @@ def check_positive_int(owner: str, name: str, value) -> int:
 
 
 def check_complex_dtype(owner: str, dtype):
-    """`dtype` as a NumPy dtype, or a ValueError naming `owner`'s random_point argument unless it
-    is complex64 or complex128."""
-    dtype = np.dtype(dtype)
+    """`dtype` as a NumPy dtype (None: JAX's default complex dtype, complex128 with x64 on), or a
+    ValueError naming `owner`'s random_point argument unless it is complex64 or complex128."""
+    dtype = np.dtype(jax.dtypes.canonicalize_dtype(np.complex128) if dtype is None else dtype)
     if dtype not in (np.complex64, np.complex128):
         raise ValueError(f"{owner}.random_point: dtype must be complex64 or complex128, got {dtype}")
     return dtype

@@ -47,7 +47,7 @@ class ComplexCircle(Manifold):
     def typical_dist(self):
         return math.pi * math.sqrt(self.n)
 
-    def random_point(self, key, dtype=jnp.complex64, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         dtype = check_complex_dtype("ComplexCircle", dtype)
         return _normalize(jax.random.normal(key, tuple(batch_shape) + self.shape, dtype))
 

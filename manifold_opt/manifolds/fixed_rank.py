@@ -100,7 +100,7 @@ class FixedRankEmbedded(Manifold):
     def check_tangent(self, u, name="u"):
         self._check(u, name, self.tangent_shape, "tangent (Up, M, Vp)")
 
-    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         """Haar-distributed U and V, singular values uniform in [1, 2), sorted descending."""
         k1, k2, k3 = jax.random.split(key, 3)
         b = tuple(batch_shape)

@@ -109,5 +109,5 @@ class ComplexGrassmann(Grassmann):
     def dim(self):
         return 2 * self.p * (self.n - self.p)
 
-    def random_point(self, key, dtype=jnp.complex64, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         return super().random_point(key, check_complex_dtype("ComplexGrassmann", dtype), batch_shape)

@@ -78,7 +78,7 @@ class PoincareBall(Manifold):
         self.check_points(a=a, b=b)
         return mobius_addition(a, b)
 
-    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         """Uniform in the ball (a Gaussian direction, radius U^(1/n))."""
         k1, k2 = jax.random.split(key)
         shape = tuple(batch_shape) + self.shape
@@ -175,7 +175,7 @@ class Hyperboloid(Manifold):
         """The hyperboloid point above the spatial coordinates: x_0 = sqrt(1 + |spatial|^2)."""
         return jnp.concatenate([jnp.sqrt(1 + _dot(spatial, spatial)), spatial], axis=-1)
 
-    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         """The lift of a standard Gaussian in R^n."""
         return self._lift(jax.random.normal(key, tuple(batch_shape) + (self.n,), dtype))
 

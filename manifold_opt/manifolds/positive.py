@@ -44,7 +44,7 @@ class Positive(Manifold):
     def typical_dist(self):
         return math.sqrt(self.dim)
 
-    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         """exp of a standard Gaussian matrix."""
         return jnp.exp(jax.random.normal(key, tuple(batch_shape) + self.shape, dtype))
 

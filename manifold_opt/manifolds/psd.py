@@ -74,7 +74,7 @@ class PSDFixedRank(Manifold):
     def typical_dist(self):
         return 10 + self.k
 
-    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         """A standard Gaussian n x k matrix."""
         return jax.random.normal(key, tuple(batch_shape) + self.shape, dtype)
 
@@ -118,7 +118,7 @@ class PSDFixedRankComplex(PSDFixedRank):
     def dim(self):
         return 2 * self.k * self.n - self.k**2
 
-    def random_point(self, key, dtype=jnp.complex64, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         return super().random_point(key, check_complex_dtype("PSDFixedRankComplex", dtype), batch_shape)
 
 
@@ -147,7 +147,7 @@ class Elliptope(Manifold):
     def typical_dist(self):
         return 10 * self.k
 
-    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         return sphere_normalize(jax.random.normal(key, tuple(batch_shape) + self.shape, dtype))
 
     def proj(self, x, u):

@@ -34,7 +34,7 @@ class SymmetricEuclidean(Manifold):
     def typical_dist(self):
         return math.sqrt(self.dim)
 
-    def random_point(self, key, dtype=jnp.float32, batch_shape=()):
+    def random_point(self, key, dtype=None, batch_shape=()):
         return sym(jax.random.normal(key, tuple(batch_shape) + self.shape, dtype))
 
     def proj(self, x, u):
