@@ -59,8 +59,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.soft_learning_rate = 1e-3
     c.soft_init = 0.3  # FW-soft's start (AdaMerging's start is tuned)
     protocol.add_config_keys(
-        c, seeds=(0, 1, 2), selection_seeds=(0,), max_grid_extensions=3,
-        claims=degrades_less("fw_soft", BASELINES, 4, 32) + degrades_less("fw_hard", ("ta",), 4, 32))
+        c, seeds=(0, 1, 2, 3, 4), selection_seeds=(0,), max_grid_extensions=3,
+        claims=degrades_less("fw_soft", BASELINES, 4, 32) + degrades_less("fw_hard", ("ta",), 4, 32)
+        + tuple(f"fw_soft@32 > {b}@32 on accuracy" for b in ("adamerging", "regmean", "iso_c")))
     quick_grids = ml_collections.ConfigDict(dict(ta=dict(scaling=(0.1, 0.3, 0.9)), regmean=dict(alpha=(0.3, 0.6, 0.9))))
     c.quick_overrides = ml_collections.ConfigDict(dict(
         pool_sizes=(4, 8), methods=("pretrained", "ta", "regmean", "fw_hard", "fw_soft"), hidden=32,

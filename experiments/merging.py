@@ -474,12 +474,14 @@ def tables(config, results) -> str:
 def plot(workdir: str, config, results) -> str:
     """Average target accuracy against the pool size, one line per method (error bars: 95% CI)."""
     sizes = list(config.pool_sizes)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method in config.methods:
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    colors = plt.get_cmap("tab20").colors
+    for i, method in enumerate(config.methods):
         summaries = [results["arms"][f"{method}@{n}"]["metrics"]["accuracy"] for n in sizes]
         mean = np.array([s["mean"] for s in summaries])
         half = np.array([(s["ci95"][1] - s["ci95"][0]) / 2 for s in summaries])
-        style = dict(linewidth=2.5) if method in FW else dict(linewidth=1, alpha=0.8)
+        style = dict(linewidth=2.5, color="black" if method == "fw_soft" else "red") if method in FW else dict(
+            linewidth=1, alpha=0.85, color=colors[i % len(colors)])
         ax.errorbar(sizes, mean, yerr=np.where(np.isfinite(half), half, 0), marker="o", capsize=3, label=method,
                     **style)
     ax.set_xscale("log", base=2)
@@ -487,7 +489,7 @@ def plot(workdir: str, config, results) -> str:
     ax.set_xlabel("candidates in the pool (4 target experts + hard distractors)")
     ax.set_ylabel("average target accuracy (test)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     path = os.path.join(workdir, PLOT)
     fig.savefig(path, dpi=110)
