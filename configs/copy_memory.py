@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
         ),
     )
     c.quick_overrides = ml_collections.ConfigDict(
-        dict(delay=20, hidden=16, lstm_hidden=8, num_steps=60, batch_size=16, eval_size=64, seeds=(0, 1),
-             max_grid_extensions=1)
+        dict(delay=10, hidden=8, lstm_hidden=4, num_steps=40, batch_size=8, eval_size=32, seeds=(0, 1),
+             max_grid_extensions=0)
     )
     return c

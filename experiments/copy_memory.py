@@ -258,7 +258,7 @@ def run(config, workdir: str) -> dict[str, float]:
 
     results = protocol.compare(config, arms(config), run_one, select_on="loss", minimize=True, workdir=workdir)
     results["runtime_seconds"] = time.perf_counter() - start
-    results["quick"] = bool(config.quick)
+    results["quick"], results["cpus"] = bool(config.quick), os.cpu_count()
     protocol.write(workdir, results, title=f"Copying memory, delay T = {config.delay}")
     plot(config, results, workdir)
     summary = {f"{arm}/{m}": v["mean"] for arm, r in results["arms"].items() for m, v in r["metrics"].items()}
