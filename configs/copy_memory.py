@@ -19,8 +19,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.hidden = 64  # RNN state size n (the recurrent kernel is n x n, on O(n) for orthogonal_rnn)
     c.lstm_hidden = 32  # LSTM state size: about the RNN's parameter count (5.8k vs 5.4k)
     c.num_steps = 500
-    c.batch_size = 32
-    c.eval_size = 256  # sequences in each of the selection and report splits
+    c.batch_size = 16
+    c.eval_every = 25  # steps between scores of the report split (for steps_to_half)
+    c.eval_size = 128  # sequences in each of the selection and report splits
     c.learning_rates = (1e-3, 3e-3, 1e-2)  # every arm's initial grid (extended at an edge)
     c.weight_decay = 0.0  # the same for every arm
     c.clip_norm = 0.0  # >0: clip gradients by global norm, the same for every arm
@@ -29,13 +30,14 @@ def get_config() -> ml_collections.ConfigDict:
     protocol.add_config_keys(
         c,
         claims=(
+            "orthogonal_rnn < rnn_adamw on steps_to_half",
             "orthogonal_rnn < rnn_adamw on loss",
             "orthogonal_rnn > rnn_adamw on accuracy",
             "orthogonal_rnn > lstm on accuracy",
         ),
     )
     c.quick_overrides = ml_collections.ConfigDict(
-        dict(delay=10, hidden=8, lstm_hidden=4, num_steps=40, batch_size=8, eval_size=32, seeds=(0, 1),
+        dict(delay=10, hidden=8, lstm_hidden=4, num_steps=40, eval_every=10, batch_size=8, eval_size=32, seeds=(0, 1),
              max_grid_extensions=0)
     )
     return c

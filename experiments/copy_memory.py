@@ -21,8 +21,9 @@ Arms, each tuned on its own learning-rate grid by the fair-comparison protocol
 
 Every arm sees the same training batches per seed (paired); the selection split (tuning) and
 the report split are two further held-out batches. Metrics: `loss` (cross-entropy per position,
-the task's usual score), `accuracy` (of the K recalled symbols) and, for the RNNs,
-`orthogonality` = ||W^T W - I||_F of the trained recurrent kernel.
+the task's usual score), `accuracy` (of the K recalled symbols), `steps_to_half` (the first
+step, every `eval_every`, whose report loss is at most half the memoryless loss: how fast the
+copy is learned) and, for the RNNs, `orthogonality` = ||W^T W - I||_F of the trained kernel.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ from experiments.harness import protocol
 ARMS = ("orthogonal_rnn", "rnn_adamw", "lstm")
 REFERENCE = "memoryless"
 DTYPES = ("float32", "float64")
-CURVE_FILE = "train_loss.npy"
+CURVE_FILE = "report_loss.npy"
 
 
 def validate(config) -> None:
@@ -52,8 +53,10 @@ def validate(config) -> None:
     checks.check_common(config)
     if config.parallel != "none":
         raise ValueError(f"config.parallel: copy_memory trains on one device; expected 'none', got {config.parallel!r}")
-    for key in ("delay", "copy_length", "symbols", "hidden", "lstm_hidden", "eval_size"):
+    for key in ("delay", "copy_length", "symbols", "hidden", "lstm_hidden", "eval_size", "eval_every"):
         checks.check_int(config, key)
+    if config.num_steps % config.eval_every:
+        raise ValueError(f"config.eval_every: expected a divisor of num_steps={config.num_steps}, got {config.eval_every}")
     if config.hidden % 2:
         raise ValueError(f"config.hidden: the rotation-block initialization needs an even size, got {config.hidden}")
     checks.check_option(config, "dtype", DTYPES)
@@ -201,8 +204,9 @@ def model(arm: str, config):
 
 def trainer(arm: str, config):
     """A jitted train(params, inputs, targets, selection, report, learning_rate) running
-    `num_steps` Adam steps in one lax.scan; returns (per-step train loss, selection scores,
-    report scores, final params). The learning rate is traced: one compilation per arm."""
+    `num_steps` Adam steps as lax.scans of `eval_every` steps, scoring the report split after
+    each; returns (report loss every eval_every steps, final selection scores, final report
+    scores, final params). The learning rate is traced: one compilation per arm."""
     _, logits_fn, optimizer = model(arm, config)
 
     def loss_fn(params, batch):
@@ -220,14 +224,27 @@ def trainer(arm: str, config):
 
         def step(carry, batch):
             params, state = carry
-            loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+            grads = jax.grad(loss_fn)(params, batch)
             updates, state = tx.update(grads, state, params)
-            return (optax.apply_updates(params, updates), state), loss
+            return (optax.apply_updates(params, updates), state), None
 
-        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), (inputs, targets))
-        return losses, evaluate(params, selection), evaluate(params, report), params
+        def chunk(carry, batches):
+            carry = jax.lax.scan(step, carry, batches)[0]
+            return carry, scores(logits_fn(carry[0], report[0]), report[1], config.copy_length)["loss"]
+
+        shape = (config.num_steps // config.eval_every, config.eval_every)
+        chunks = (inputs.reshape(shape + inputs.shape[1:]), targets.reshape(shape + targets.shape[1:]))
+        (params, _), curve = jax.lax.scan(chunk, (params, tx.init(params)), chunks)
+        return curve, evaluate(params, selection), evaluate(params, report), params
 
     return train
+
+
+def steps_to(curve, threshold: float, config) -> int:
+    """The first step (a multiple of eval_every) whose report loss is at most `threshold`;
+    num_steps + eval_every when none is (a lower bound on the true count)."""
+    hits = np.flatnonzero(np.asarray(curve) <= threshold)
+    return int((hits[0] + 1) * config.eval_every) if hits.size else config.num_steps + config.eval_every
 
 
 def arms(config) -> dict[str, protocol.Arm]:
@@ -250,10 +267,11 @@ def run(config, workdir: str) -> dict[str, float]:
         inputs, targets = batches(config, seed, 0, config.num_steps, config.batch_size)
         out = trainers[arm](inits[arm](seed), inputs, targets, splits["selection"], splits["report"],
                             settings["learning_rate"])
-        losses, selection, report, _ = jax.device_get(out)
+        curve, selection, report, _ = jax.device_get(out)
+        report["steps_to_half"] = steps_to(curve, memoryless(config)["loss"] / 2, config)
         if harness.is_main_process():
             os.makedirs(rundir, exist_ok=True)
-            np.save(os.path.join(rundir, CURVE_FILE), losses)
+            np.save(os.path.join(rundir, CURVE_FILE), curve)
         return {"selection": selection, "report": report}
 
     results = protocol.compare(config, arms(config), run_one, select_on="loss", minimize=True, workdir=workdir)
@@ -268,8 +286,9 @@ def run(config, workdir: str) -> dict[str, float]:
 
 
 def plot(config, results: dict, workdir: str) -> str:
-    """copy_memory.png: mean train loss of each arm's chosen setting over the report seeds (with
-    the memoryless loss), and each arm's selection loss against its learning-rate grid."""
+    """copy_memory.png: each arm's report loss during training at its chosen setting (mean over
+    the report seeds; the memoryless loss and half of it dashed), and each arm's selection loss
+    against its learning-rate grid."""
     import matplotlib.pyplot as plt  # harness.plots set the Agg backend
 
     path = os.path.join(workdir, "copy_memory.png")
@@ -281,15 +300,17 @@ def plot(config, results: dict, workdir: str) -> str:
         arm = results["arms"][name]
         key = protocol.settings_key(arm["chosen"])
         losses = np.mean([np.load(os.path.join(root, name, key, f"seed{s}", CURVE_FILE)) for s in arm["seeds"]], 0)
-        curves.plot(np.arange(1, len(losses) + 1), losses, label=f"{name} (lr {arm['chosen']['learning_rate']:.3g})")
+        curves.plot(config.eval_every * np.arange(1, len(losses) + 1), losses, label=f"{name} (lr {arm['chosen']['learning_rate']:.3g})")
         rates = sorted(arm["grid"]["learning_rate"])
         tuning.plot(rates, [arm["selection"][protocol.settings_key({"learning_rate": r})] for r in rates], "o-", label=name)
     for ax in (curves, tuning):
         ax.axhline(memoryless(config)["loss"], color="gray", ls="--", label=REFERENCE)
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
+    curves.axhline(memoryless(config)["loss"] / 2, color="gray", ls=":", label="half of it")
+    for ax in (curves, tuning):
         ax.legend()
-    curves.set(xlabel="step", ylabel="train loss", title=f"training, mean over {len(config.seeds)} seeds")
+    curves.set(xlabel="step", ylabel="report loss", title=f"training, mean over {len(config.seeds)} seeds")
     tuning.set(xscale="log", xlabel="learning rate", ylabel="selection loss", title="tuning (selection split)")
     fig.suptitle(f"Copying memory, T = {config.delay}: O(n) RNN vs unconstrained RNN vs LSTM")
     fig.tight_layout()

@@ -64,6 +64,12 @@ def test_rnn_matches_a_numpy_loop_and_starts_orthogonal():
             np.testing.assert_allclose(got[b, t], h @ p["readout"] + p["readout_bias"], rtol=1e-10, atol=1e-12)
 
 
+def test_steps_to_threshold_counts_evaluations_and_marks_never():
+    config = resolved(copy_config, num_steps=100, eval_every=20)
+    assert copy_memory.steps_to([0.5, 0.3, 0.1, 0.05, 0.2], 0.1, config) == 60
+    assert copy_memory.steps_to([0.5, 0.3, 0.2, 0.15, 0.2], 0.1, config) == 120  # never: past the budget
+
+
 def test_quick_run_writes_protocol_results_and_plot(tmp_path):
     config = resolved(copy_config, quick=True)
     summary = registry.get("copy_memory")(config, str(tmp_path))
@@ -74,7 +80,7 @@ def test_quick_run_writes_protocol_results_and_plot(tmp_path):
         assert {"grid", "chosen", "at_edge", "seeds", "metrics"} <= set(arm)
         assert arm["chosen"]["learning_rate"] in arm["grid"]["learning_rate"]
         assert arm["seeds"] == list(config.seeds)
-        for metric in ("loss", "accuracy"):
+        for metric in ("loss", "accuracy", "steps_to_half"):
             assert {"mean", "std", "ci95"} <= set(arm["metrics"][metric])
             assert np.all(np.isfinite(arm["metrics"][metric]["values"]))
     assert [c["text"] for c in results["claims"]] == list(config.claims)
@@ -94,7 +100,7 @@ def test_quick_run_writes_protocol_results_and_plot(tmp_path):
     [(dict(arms=("orthogonal_rnn", "gru")), "config.arms"), (dict(arms=()), "config.arms"),
      (dict(hidden=7), "config.hidden"), (dict(delay=0), "config.delay"),
      (dict(learning_rates=(1e-3,)), "config.learning_rates"), (dict(learning_rates=(1e-3, -1.0)), "config.learning_rates"),
-     (dict(clip_norm=-1.0), "config.clip_norm"), (dict(dtype="bfloat16"), "config.dtype"),
+     (dict(clip_norm=-1.0), "config.clip_norm"), (dict(num_steps=100, eval_every=30), "config.eval_every"), (dict(dtype="bfloat16"), "config.dtype"),
      (dict(parallel="pmap"), "config.parallel"), (dict(seeds=()), "config.seeds"),
      (dict(claims=("orthogonal_rnn > gru on accuracy",)), "config.claims")],
 )
