@@ -254,7 +254,7 @@ def arms(config) -> dict[str, protocol.Arm]:
 
 def run(config, workdir: str) -> dict[str, float]:
     validate(config)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     splits = {name: batches(config, 0, split, 1, config.eval_size) for name, split in (("selection", 1), ("report", 2))}
     splits = {name: (inputs[0], targets[0]) for name, (inputs, targets) in splits.items()}
     trainers, inits = {}, {}
@@ -275,7 +275,7 @@ def run(config, workdir: str) -> dict[str, float]:
         return {"selection": selection, "report": report}
 
     results = protocol.compare(config, arms(config), run_one, select_on="loss", minimize=True, workdir=workdir)
-    results["runtime_seconds"] = time.perf_counter() - start
+    results["runtime_seconds"], results["cpu_seconds"] = time.perf_counter() - start, time.process_time() - cpu_start
     results["quick"], results["cpus"] = bool(config.quick), os.cpu_count()
     protocol.write(workdir, results, title=f"Copying memory, delay T = {config.delay}")
     plot(config, results, workdir)

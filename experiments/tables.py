@@ -4,7 +4,7 @@
 
 Every block `<!-- results:NAME -->` ... `<!-- /results:NAME -->` in the README is replaced by the
 command that produces NAME's results (`python -m experiments.run --config configs/NAME.py
---workdir RESULTS/NAME`), the runtime that run recorded, and the protocol's table of
+--workdir RESULTS/NAME`), the wall-clock (and CPU) time that run recorded, and the protocol's table of
 RESULTS/NAME/results.json (arms, chosen settings, intervals, computed verdicts). A block whose
 results.json is missing is left as it is and reported. No table in the README is typed by hand.
 """
@@ -32,8 +32,9 @@ def block(name: str, results: dict, results_dir: str) -> str:
         raise ValueError(f"experiments.tables: {name}'s {RESULTS_JSON} has no protocol fields ('arms', 'claims')")
     line = f"`{command(name, results_dir)}`"
     if "runtime_seconds" in results:
+        cpu = f", {results['cpu_seconds']:.0f} s CPU time" if "cpu_seconds" in results else ""
         cores = f" on {results['cpus']} CPU cores" if "cpus" in results else ""
-        line += f" ({results['runtime_seconds']:.0f} s{cores})"
+        line += f" ({results['runtime_seconds']:.0f} s{cpu}{cores})"
     return line + "\n\n" + protocol.markdown(results)
 
 

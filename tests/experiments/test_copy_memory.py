@@ -89,7 +89,7 @@ def test_quick_run_writes_protocol_results_and_plot(tmp_path):
     assert summary["orthogonal_rnn/orthogonality"] < 1e-5  # riemannian_adam keeps W on O(n)
     assert summary["rnn_adamw/orthogonality"] > 1e-3  # adamw lets it drift
     assert summary["memoryless/loss"] == pytest.approx(copy_memory.memoryless(config)["loss"])
-    assert results["runtime_seconds"] > 0
+    assert results["runtime_seconds"] > 0 and results["cpu_seconds"] > 0
     assert (tmp_path / "copy_memory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     curves = list(tmp_path.glob(f"protocol/*/*/*/seed0/{copy_memory.CURVE_FILE}"))
     assert curves and all(np.load(c).dtype == np.float32 for c in curves)  # float32 training under x64

@@ -29,7 +29,7 @@ def alpha_results():
     }
     claim = protocol.judge(protocol.parse_claim("a > b on acc"), values)
     return {"config_hash": "x", "select_on": "loss", "minimize": True, "arms": arms, "claims": [claim],
-            "runtime_seconds": 12.3, "cpus": 2}
+            "runtime_seconds": 12.3, "cpu_seconds": 20.4, "cpus": 2}
 
 
 def test_regenerate_replaces_blocks_with_results_and_keeps_the_rest(tmp_path):
@@ -39,7 +39,7 @@ def test_regenerate_replaces_blocks_with_results_and_keeps_the_rest(tmp_path):
     assert (updated, missing) == (["alpha"], ["beta"])
     assert "old alpha table" not in text and "old beta table" in text
     assert text.startswith("# title\nintro text\n<!-- results:alpha -->\n`python -m experiments.run")
-    assert f"--config configs/alpha.py --workdir {tmp_path}/alpha` (12 s on 2 CPU cores)" in text
+    assert f"--config configs/alpha.py --workdir {tmp_path}/alpha` (12 s, 20 s CPU time on 2 CPU cores)" in text
     assert "| a > b on acc | 0.3 [" in text and "**agrees** |" in text
     assert "| a | lr=0.1 | no | 0.85 ± " in text
     assert text.split("<!-- /results:alpha -->")[1] == README.split("<!-- /results:alpha -->")[1]
