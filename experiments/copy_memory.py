@@ -206,7 +206,7 @@ def trainer(arm: str, config):
     """A jitted train(params, inputs, targets, selection, report, learning_rate) running
     `num_steps` Adam steps as lax.scans of `eval_every` steps, scoring the report split after
     each; returns (report loss every eval_every steps, final selection scores, final report
-    scores, final params). The learning rate is traced: one compilation per arm."""
+    scores). The learning rate is traced: one compilation per arm."""
     _, logits_fn, optimizer = model(arm, config)
 
     def loss_fn(params, batch):
@@ -235,7 +235,7 @@ def trainer(arm: str, config):
         shape = (config.num_steps // config.eval_every, config.eval_every)
         chunks = (inputs.reshape(shape + inputs.shape[1:]), targets.reshape(shape + targets.shape[1:]))
         (params, _), curve = jax.lax.scan(chunk, (params, tx.init(params)), chunks)
-        return curve, evaluate(params, selection), evaluate(params, report), params
+        return curve, evaluate(params, selection), evaluate(params, report)
 
     return train
 
@@ -267,7 +267,7 @@ def run(config, workdir: str) -> dict[str, float]:
         inputs, targets = batches(config, seed, 0, config.num_steps, config.batch_size)
         out = trainers[arm](inits[arm](seed), inputs, targets, splits["selection"], splits["report"],
                             settings["learning_rate"])
-        curve, selection, report, _ = jax.device_get(out)
+        curve, selection, report = jax.device_get(out)
         report["steps_to_half"] = steps_to(curve, memoryless(config)["loss"] / 2, config)
         if harness.is_main_process():
             os.makedirs(rundir, exist_ok=True)
