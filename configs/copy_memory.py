@@ -18,7 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.symbols = 8  # A: alphabet size
     c.hidden = 64  # RNN state size n (the recurrent kernel is n x n, on O(n) for orthogonal_rnn)
     c.lstm_hidden = 32  # LSTM state size: about the RNN's parameter count (5.8k vs 5.4k)
-    c.num_steps = 500
+    c.num_steps = 400
     c.batch_size = 16
     c.eval_every = 25  # steps between scores of the report split (for steps_to_half)
     c.eval_size = 128  # sequences in each of the selection and report splits
