@@ -1,0 +1,74 @@
+"""Regenerate the README's result tables from the experiments' results.json files:
+
+    python -m experiments.tables [--readme README.md] [--results /tmp]
+
+Every block `<!-- results:NAME -->` ... `<!-- /results:NAME -->` in the README is replaced by the
+command that produces NAME's results (`python -m experiments.run --config configs/NAME.py
+--workdir RESULTS/NAME`), the wall-clock (and CPU) time that run recorded, and the protocol's table of
+RESULTS/NAME/results.json (arms, chosen settings, intervals, computed verdicts). A block whose
+results.json is missing is left as it is and reported. No table in the README is typed by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+
+from experiments.harness import protocol
+from experiments.harness.metrics import RESULTS_JSON
+
+BLOCK = re.compile(r"(<!-- results:(?P<name>[\w.-]+) -->\n)(.*?)(<!-- /results:(?P=name) -->)", re.S)
+
+
+def command(name: str, results_dir: str) -> str:
+    return f"python -m experiments.run --config configs/{name}.py --workdir {os.path.join(results_dir, name)}"
+
+
+def block(name: str, results: dict, results_dir: str) -> str:
+    """The generated content of NAME's block: the command, its runtime, the protocol table."""
+    if "arms" not in results or "claims" not in results:
+        raise ValueError(f"experiments.tables: {name}'s {RESULTS_JSON} has no protocol fields ('arms', 'claims')")
+    line = f"`{command(name, results_dir)}`"
+    if "runtime_seconds" in results:
+        cpu = f", {results['cpu_seconds']:.0f} s CPU time" if "cpu_seconds" in results else ""
+        cores = f" on {results['cpus']} CPU cores" if "cpus" in results else ""
+        line += f" ({results['runtime_seconds']:.0f} s{cpu}{cores})"
+    return line + "\n\n" + protocol.markdown(results)
+
+
+def regenerate(readme: str, results_dir: str) -> tuple[str, list[str], list[str]]:
+    """(new README text, names updated, names whose results.json is missing)."""
+    updated, missing = [], []
+
+    def replace(match):
+        name = match["name"]
+        path = os.path.join(results_dir, name, RESULTS_JSON)
+        if not os.path.exists(path):
+            missing.append(name)
+            return match[0]
+        with open(path) as f:
+            updated.append(name)
+            return match[1] + block(name, json.load(f), results_dir) + match[4]
+
+    return BLOCK.sub(replace, readme), updated, missing
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--results", default="/tmp", help="directory holding NAME/results.json per experiment")
+    args = parser.parse_args(argv)
+    with open(args.readme) as f:
+        text, updated, missing = regenerate(f.read(), args.results)
+    with open(args.readme, "w") as f:
+        f.write(text)
+    print(f"updated: {', '.join(updated) or 'none'}")
+    if missing:
+        print(f"no {RESULTS_JSON} (left as is): {', '.join(missing)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
