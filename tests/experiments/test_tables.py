@@ -39,11 +39,14 @@ def test_regenerate_replaces_blocks_with_results_and_keeps_the_rest(tmp_path):
     assert (updated, missing) == (["alpha"], ["beta"])
     assert "old alpha table" not in text and "old beta table" in text
     assert text.startswith("# title\nintro text\n<!-- results:alpha -->\n`python -m experiments.run")
-    assert f"--config configs/alpha.py --workdir {tmp_path}/alpha` (12 s, 20 s CPU time on 2 CPU cores)" in text
+    assert "--config configs/alpha.py --workdir /tmp/alpha` (12 s, 20 s CPU time on 2 CPU cores)" in text
     assert "| a > b on acc | 0.3 [" in text and "**agrees** |" in text
     assert "| a | lr=0.1 | no | 0.85 ± " in text
     assert text.split("<!-- /results:alpha -->")[1] == README.split("<!-- /results:alpha -->")[1]
     assert tables.regenerate(text, str(tmp_path))[0] == text  # idempotent
+    (tmp_path / "alpha" / "run.md").write_text("`the exact command` (5 s); chosen after seeing results: nothing\n")
+    noted = tables.regenerate(README, str(tmp_path))[0]
+    assert "<!-- results:alpha -->\n`the exact command` (5 s); chosen after seeing results: nothing\n\n" in noted
 
 
 def test_main_rewrites_the_readme_file(tmp_path, capsys):
