@@ -256,14 +256,10 @@ def weights(params, x, x2, r, d, gamma):
     return f_star_weight(r + gamma * (1 - d) * v2 - v)[1]
 
 
-class Trainer(NamedTuple):
-    init: Callable  # (key, method index, lam, eta) -> state
-    train: Callable  # (state, data, key) -> state after num_steps
-
-
-def make_trainer(config, policy_sizes=None) -> Trainer:
-    """Value learning for any method (its index, lam and eta live in the state, so one compile
-    serves every arm and setting), plus a weighted-BC MLP policy when `policy_sizes` is given
+def make_trainer(config, policy_sizes=None) -> Callable:
+    """train(key, method index, lam, eta, data) -> the trained state: value learning for any
+    method (its index, lam and eta live in the state, so one compile serves every arm and
+    setting), plus a weighted-BC MLP policy when `policy_sizes` is given
     (method index len(METHODS) is plain BC: weights 1)."""
     combine = mo.orthogonal_gradient(1.0)  # eta is already inside g_b, as in the reference code
     adam = optax.adam(config.learning_rate)
@@ -290,10 +286,6 @@ def make_trainer(config, policy_sizes=None) -> Trainer:
             state = {**state, "policy": optax.apply_updates(state["policy"], pu), "policy_opt": popt}
         return state
 
-    @jax.jit
-    def train(state, data, key):
-        return jax.lax.scan(lambda s, k: (step(s, k, data), None), state, jax.random.split(key, config.num_steps))[0]
-
     def init(key, method_index, lam, eta):
         kv, kp = jax.random.split(key)
         params = jax.vmap(lambda k: init_mlp(k, (2, config.hidden, config.hidden, 1)))(jax.random.split(kv, 2))
@@ -304,7 +296,13 @@ def make_trainer(config, policy_sizes=None) -> Trainer:
             state.update(policy=policy, policy_opt=adam.init(policy))
         return state
 
-    return Trainer(init, train)
+    @jax.jit
+    def train(key, method_index, lam, eta, data):
+        k_init, k_steps = jax.random.split(key)
+        state = init(k_init, method_index, lam, eta)
+        return jax.lax.scan(lambda s, k: (step(s, k, data), None), state, jax.random.split(k_steps, config.num_steps))[0]
+
+    return train
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -319,8 +317,7 @@ class GridTask:
         self.q = self.env.optimal_q()
         self.j_opt = float(self.env.policy_return(jax.nn.one_hot(jnp.argmax(self.q, 1), len(MOVES))))
         self.j_rand = float(self.env.policy_return(jnp.full((self.env.num_states, len(MOVES)), 1.0 / len(MOVES))))
-        self.trainer = make_trainer(config)
-        coords = jnp.asarray(self.env.coords)
+        self.train = make_trainer(config)
         self.score = jax.jit(lambda pi: 100 * (self.env.policy_return(pi) - self.j_rand) / (self.j_opt - self.j_rand))
 
         def frequencies(data, w):
@@ -329,7 +326,13 @@ class GridTask:
             return jnp.where(total > 0, counts / jnp.where(total > 0, total, 1.0), 1.0 / len(MOVES))
 
         self.frequencies = jax.jit(frequencies)
-        self.coords = coords
+
+        @jax.jit
+        def weighted_bc_score(params, data):
+            w = weights(params, data["x"], data["x2"], data["r"], data["d"], config.gamma)
+            return self.score(frequencies(data, w)), w
+
+        self.weighted_bc_score = weighted_bc_score
 
     def dataset(self, name: str, seed: int) -> dict:
         parts, c = DATASETS[name], self.config
@@ -353,9 +356,10 @@ class GridTask:
         if arm_method == "wbc_vstar":
             v = c.reward_scale * jnp.max(self.q, 1)
             w = f_star_weight(data["r"] + c.gamma * (1 - data["d"]) * v[data["s2"]] - v[data["s"]])[1]
+            score = self.score(self.frequencies(data, w))
         else:
-            w = weights(state["params"], data["x"], data["x2"], data["r"], data["d"], c.gamma)
-        return {"normalized_return": float(self.score(self.frequencies(data, w))), **weight_spread(w, data["valid"])}
+            score, w = self.weighted_bc_score(state["params"], data)
+        return {"normalized_return": float(score), **weight_spread(w, data["valid"])}
 
 
 class PointTask:
@@ -364,19 +368,22 @@ class PointTask:
     def __init__(self, config):
         self.config = config
         self.env = PointMass()
-        self.trainer = make_trainer(config, policy_sizes=(2, config.hidden, config.hidden, 2))
+        self.train = make_trainer(config, policy_sizes=(2, config.hidden, config.hidden, 2))
         env, c = self.env, config
 
-        @jax.jit(static_argnums=(3,))
-        def mean_return(policy_params, key, epsilon, episodes):
-            policy = (lambda s, k: env.expert_action(s)) if policy_params is None else (
-                lambda s, k: jnp.tanh(mlp(policy_params, s)))
-            return point_rollouts(env, policy, key, epsilon, episodes, c.horizon, c.gamma)[1].mean()
+        @jax.jit
+        def mean_return(policy_params, key, epsilon, expert):
+            """The policy's (the noiseless expert's where `expert`) mean return over eval_episodes."""
+            def policy(s, k):
+                return jnp.where(expert, env.expert_action(s), jnp.tanh(mlp(policy_params, s)))
 
-        key = jax.random.key(12345)
-        self.j_ref = float(mean_return(None, key, 0.0, 1024))
-        self.j_rand = float(mean_return(None, key, 1.0, 1024))
-        self.mean_return = mean_return
+            return point_rollouts(env, policy, key, epsilon, c.eval_episodes, c.horizon, c.gamma)[1].mean()
+
+        self.mean_return = lambda params, key: float(mean_return(params, key, 0.0, False))
+        unused = init_mlp(jax.random.key(0), (2, c.hidden, c.hidden, 2))
+        keys = jax.random.split(jax.random.key(12345), 4)  # reference returns over 4 x eval_episodes
+        self.j_ref = float(np.mean([mean_return(unused, k, 0.0, True) for k in keys]))
+        self.j_rand = float(np.mean([mean_return(unused, k, 1.0, True) for k in keys]))
 
         @jax.jit(static_argnums=(2, 3))
         def collect(key, epsilon, episodes, horizon):
@@ -396,7 +403,7 @@ class PointTask:
 
     def evaluate(self, arm_method: str, state, data, seed: int) -> dict:
         c = self.config
-        j = float(self.mean_return(state["policy"], jax.random.key(seed + 7), 0.0, c.eval_episodes))
+        j = self.mean_return(state["policy"], jax.random.key(seed + 7))
         out = {"normalized_return": 100 * (j - self.j_rand) / (self.j_ref - self.j_rand)}
         if arm_method != "bc":
             out.update(weight_spread(weights(state["params"], data["x"], data["x2"], data["r"], data["d"], c.gamma),
@@ -452,8 +459,7 @@ def make_run_one(config):
         state = None
         if method in METHODS or env == "point":
             index = METHODS.index(method) if method in METHODS else len(METHODS)
-            state = task.trainer.init(jax.random.key(seed), index, settings.get("lam", 0.8), settings.get("eta", 1.0))
-            state = task.trainer.train(state, data, jax.random.key(seed + 1))
+            state = task.train(jax.random.key(seed), index, settings.get("lam", 0.8), settings.get("eta", 1.0), data)
         scores = task.evaluate(method, state, data, seed)
         return {"selection": scores, "report": scores}
 
