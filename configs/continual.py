@@ -39,6 +39,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.checkpoint_every = 0
     c.quick_overrides = ml_collections.ConfigDict(dict(
         seeds=(0, 1), selection_seeds=(0,), max_grid_extensions=0, learning_rates=(0.03, 0.1), num_tasks=3,
-        steps_per_task=100,
-        hidden=48, probe_samples=60))
+        steps_per_task=100, hidden=48, probe_samples=60))
     return c
