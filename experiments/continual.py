@@ -72,7 +72,7 @@ def validate(config) -> None:
             raise ValueError(f"config.{key}: expected numbers in (0, 1], got {values!r}")
     low, high = config.sculpt_retention
     if low > high:
-        raise ValueError(f"config.sculpt_retention: expected (minimum, target) with minimum <= target, got {(low, high)}")
+        raise ValueError(f"config.sculpt_retention: expected (minimum, target), minimum <= target, got {(low, high)}")
     if not 0.0 <= config.momentum < 1.0:
         raise ValueError(f"config.momentum: expected a number in [0, 1), got {config.momentum!r}")
 

@@ -244,8 +244,10 @@ def value_gradients(params, target, batch, lam, eta, gamma):
     """(g_f, g_b, g_linear) of the DICE value objective (module doc)."""
     discount = gamma * (1 - batch["d"])
     v_bar_s, v_bar_s2 = value(target, batch["x"]), value(target, batch["x2"])
-    g_f = jax.grad(lambda p: jnp.mean(lam * f_star_weight(batch["r"] + discount * v_bar_s2 - value(p, batch["x"]))[0]))(params)
-    g_b = jax.grad(lambda p: jnp.mean(lam * eta * f_star_weight(batch["r"] + discount * value(p, batch["x2"]) - v_bar_s)[0]))(params)
+    forward = lambda p: batch["r"] + discount * v_bar_s2 - value(p, batch["x"])  # noqa: E731
+    backward = lambda p: batch["r"] + discount * value(p, batch["x2"]) - v_bar_s  # noqa: E731
+    g_f = jax.grad(lambda p: jnp.mean(lam * f_star_weight(forward(p))[0]))(params)
+    g_b = jax.grad(lambda p: jnp.mean(lam * eta * f_star_weight(backward(p))[0]))(params)
     g_lin = jax.grad(lambda p: jnp.mean((1 - lam) * value(p, batch["x"])))(params)
     return g_f, g_b, g_lin
 
@@ -300,7 +302,8 @@ def make_trainer(config, policy_sizes=None) -> Callable:
     def train(key, method_index, lam, eta, data):
         k_init, k_steps = jax.random.split(key)
         state = init(k_init, method_index, lam, eta)
-        return jax.lax.scan(lambda s, k: (step(s, k, data), None), state, jax.random.split(k_steps, config.num_steps))[0]
+        keys = jax.random.split(k_steps, config.num_steps)
+        return jax.lax.scan(lambda s, k: (step(s, k, data), None), state, keys)[0]
 
     return train
 
