@@ -18,6 +18,7 @@ so the whole surgery runs on the K x K Gram matrix of the task gradients.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import jax
@@ -26,7 +27,10 @@ import optax
 
 
 def _check_pair(name: str, updates, size: int | None = 2):
-    """The gradients of a tuple/list of pytrees with one structure (ValueError otherwise)."""
+    """The gradients of a tuple/list of pytrees with one structure (ValueError otherwise). A
+    mapping with keys 0 .. K-1 (what nnx.Optimizer.update makes of a tuple) is read as a tuple."""
+    if isinstance(updates, Mapping) and set(updates.keys()) == set(range(len(updates))):
+        updates = tuple(updates[i] for i in range(len(updates)))
     if not isinstance(updates, (tuple, list)) or (size is not None and len(updates) != size) or len(updates) < 2:
         what = "a pair (g_forward, g_backward) of pytrees" if size == 2 else "a tuple of at least 2 gradient pytrees"
         raise ValueError(f"{name}: updates must be {what}, got {type(updates).__name__}")
