@@ -23,6 +23,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.log_every = 100
     c.checkpoint_every = 1000
     c.quick_overrides = ml_collections.ConfigDict(
-        dict(n=16, num_steps=200, seeds=(0,), msp_iterations=20, eval_every=25, log_every=25, checkpoint_every=100)
+        dict(n=16, num_steps=600, seeds=(0,), msp_iterations=20, eval_every=50, log_every=50, checkpoint_every=300)
     )
     return c
