@@ -21,6 +21,7 @@ from manifold_opt.transforms import (
     project_to_tangent,
     protect_from_inputs,
     protect_from_weights,
+    qk_clip,
     retract,
     riemannian_adam,
     riemannian_partition,

@@ -76,12 +76,27 @@ def _sum_step(total, pretrained, candidate, key, drop_rate):
 @functools.partial(jax.jit, static_argnames=("density", "drop_rate"), donate_argnums=0)
 def _ties_step(acc, pretrained, candidate, key, density, drop_rate):
     trimmed = trim_top_k(_task_vector(pretrained, candidate, key, drop_rate), density)
+    return add_signed(acc, trimmed)
+
+
+def signed_accumulators(pretrained):
+    """Zero (positive sum, positive count, negative sum, negative count) at every leaf."""
+    return jax.tree.map(lambda p: tuple(jnp.zeros(p.shape, d) for d in (p.dtype, jnp.int32) * 2), pretrained)
+
+
+def add_signed(acc, tau):
+    """The sign-split running sums and counts of `signed_accumulators` with tau added."""
 
     def add(a, t):
         pos_sum, pos_count, neg_sum, neg_count = a
         return (pos_sum + jnp.maximum(t, 0), pos_count + (t > 0), neg_sum + jnp.minimum(t, 0), neg_count + (t < 0))
 
-    return jax.tree.map(add, acc, trimmed, is_leaf=lambda a: isinstance(a, tuple))
+    return jax.tree.map(add, acc, tau, is_leaf=lambda a: isinstance(a, tuple))
+
+
+def disjoint_mean(acc):
+    """TIES' elect + disjoint mean per leaf from the sign-split accumulators."""
+    return jax.tree.map(_disjoint_mean, acc, is_leaf=lambda a: isinstance(a, tuple))
 
 
 def _disjoint_mean(acc):
@@ -104,10 +119,10 @@ def _task_arithmetic(name, pretrained, finetuned, scaling, key, drop_rate):
 
 
 def _ties(name, pretrained, finetuned, density, scaling, key, drop_rate):
-    acc = jax.tree.map(lambda p: tuple(jnp.zeros(p.shape, d) for d in (p.dtype, jnp.int32) * 2), pretrained)
+    acc = signed_accumulators(pretrained)
     for i, candidate in enumerate(stream(name, pretrained, finetuned)):
         acc = _ties_step(acc, pretrained, candidate, _candidate_keys(key, i), density, drop_rate)
-    merged = jax.tree.map(_disjoint_mean, acc, is_leaf=lambda a: isinstance(a, tuple))
+    merged = disjoint_mean(acc)
     return jax.tree.map(lambda p, m: p + scaling * m, pretrained, merged)
 
 

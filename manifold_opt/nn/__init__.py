@@ -8,6 +8,7 @@ NNX: `with_manifold(M)` (kernel_init tagging `nnx.Param(value, manifold=M)`), `O
 `manifold_tree_of(model_or_variables)`.
 """
 from manifold_opt.nn import linen  # mo.nn.linen: with_manifold, ManifoldBoxed, OrthogonalDense
+from manifold_opt.nn.attention import logit_recording_attention, max_logits
 from manifold_opt.nn.hyper_connections import HyperConnections
 from manifold_opt.nn.hyper_connections_linen import HyperConnections as HyperConnectionsLinen
 from manifold_opt.nn.jacobian import jacobian_spectrum, predict_jacobian_spectrum
@@ -24,8 +25,10 @@ __all__ = [
     "expand_streams",
     "jacobian_spectrum",
     "linen",
+    "logit_recording_attention",
     "manifold_init",
     "manifold_tree_of",
+    "max_logits",
     "predict_jacobian_spectrum",
     "reduce_streams",
     "with_manifold",

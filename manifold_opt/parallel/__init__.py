@@ -14,7 +14,7 @@ from manifold_opt.parallel.mesh import (
     replicated,
     replicated_shardings,
 )
-from manifold_opt.parallel.orthogonalize import sharded_orthogonalizer
+from manifold_opt.parallel.orthogonalize import collective_bytes, sharded_orthogonalizer
 from manifold_opt.parallel.pmap import PMAP_AXIS, replicate, split_batch, unreplicate
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "FSDP_AXIS",
     "PMAP_AXIS",
     "batch_sharding",
+    "collective_bytes",
     "fsdp_shardings",
     "fsdp_spec",
     "global_batch",

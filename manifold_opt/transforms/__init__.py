@@ -31,6 +31,7 @@ from manifold_opt.transforms.project_out import (
     protect_from_inputs,
     protect_from_weights,
 )
+from manifold_opt.transforms.qk_clip import qk_clip
 from manifold_opt.transforms.riemannian import (
     RiemannianAdamState,
     RiemannianSgdState,
@@ -71,6 +72,7 @@ __all__ = [
     "project_to_tangent",
     "protect_from_inputs",
     "protect_from_weights",
+    "qk_clip",
     "resolve_dimension_numbers",
     "retract",
     "riemannian_adam",
