@@ -26,12 +26,14 @@ the iterates it returns). fw_gap.png plots the gap over t beside ln t / t^(1/4).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import scipy.optimize
@@ -122,13 +124,16 @@ def fw_gap(d, y):
     return jnp.sum(jnp.linalg.svd(g, compute_uv=False)) - jnp.sum(g * d)
 
 
-def online(config, opt, seed: int):
-    """(compiled run, d0, truth): the run maps D_0 to the iterates at every eval_every steps,
-    compiled ahead of time so it can be timed without compilation."""
-    truth, d0 = ground_truth(config.n, seed)
+@functools.lru_cache(maxsize=8)
+def _online(config_json: str, arm: str):
+    """The online run of `arm` compiled once (for every seed and learning rate): it maps
+    (D_0, D*, seed, lr) to the iterates at every eval_every steps."""
+    config = ml_collections.ConfigDict(json.loads(config_json))
     every = config.eval_every
 
-    def run(d0):
+    def run(d0, truth, seed, learning_rate):
+        opt = optimizer(config) if arm == "online_fw" else rsgd(learning_rate, config.n)
+
         def step(carry, t):
             d, state = carry
             updates, state = opt.update(jax.grad(l4_loss)(d, samples(config, seed, truth, t, config.batch_size)), state, d)
@@ -140,7 +145,13 @@ def online(config, opt, seed: int):
 
         return jax.lax.scan(chunk, (d0, opt.init(d0)), jnp.arange(config.num_steps // every))[1]
 
-    return jax.jit(run).lower(d0).compile(), d0, truth
+    d0, _ = ground_truth(config.n, 0)
+    return jax.jit(run).lower(d0, d0, 0, 1.0).compile()
+
+
+@jax.jit
+def _gaps(ds, probe):
+    return jax.vmap(fw_gap, (0, None))(ds, probe)
 
 
 def timed(compiled, *args):
@@ -169,11 +180,10 @@ def run_one(config, arm: str, settings: dict, seed: int, rundir: str) -> dict:
         d, seconds = timed(compiled, d0, everything)
         ds = d[None]
     else:
-        opt = optimizer(config) if arm == "online_fw" else rsgd(settings["learning_rate"], config.n)
-        compiled, d0, truth = online(config, opt, seed)
-        ds, seconds = timed(compiled, d0)
+        truth, d0 = ground_truth(config.n, seed)
+        ds, seconds = timed(_online(config.to_json(), arm), d0, truth, seed, settings.get("learning_rate", 1.0))
     probe = samples(config, seed + 7919, truth, 0, 4096)  # held-out samples for the gap
-    gaps = np.asarray(jax.jit(jax.vmap(lambda d: fw_gap(d, probe)))(ds), np.float64)
+    gaps = np.asarray(_gaps(ds, probe), np.float64)
     errors = np.array([recovery_error(d, truth) for d in ds])
     t = config.batch_size * config.eval_every * np.arange(1, len(ds) + 1)
     os.makedirs(rundir, exist_ok=True)
