@@ -32,6 +32,7 @@ setup(
             "nbformat>=5.9",
             "ipykernel>=6.25",
             "matplotlib>=3.8",
+            "pymanopt>=2.2",  # tests/manifolds compare with Pymanopt and run its manifold tests
             # the documentation site, built and browsed by tests/docs (see mkdocs.yml)
             "mkdocs>=1.6",
             "mkdocstrings-python>=1.10",

@@ -1,18 +1,29 @@
-"""Model merging on scikit-learn's digits: a pool of task experts plus irrelevant models, merged for
-4 target tasks by task arithmetic, TIES, DARE, AdaMerging, FW-Merging hard and soft.
+"""Model merging on scikit-learn's digits on the fair-comparison protocol: 4 target experts plus hard
+distractors (pools of 4, 8, 16, 32), every baseline tuned per pool size on the labelled proxy,
+FW-Merging hard and soft at the paper's defaults.
 
     python -m experiments.run --config configs/merging.py --workdir /tmp/merging
 """
 import ml_collections
 
 from configs.common import base_config
+from experiments.harness import protocol
+
+# Baselines the FW-Merging claim is judged against (one contrast claim each).
+BASELINES = ("ta", "ties", "dare", "breadcrumbs", "della", "adamerging", "tsv", "iso_c", "iso_cts", "regmean",
+             "model_stock")
+
+
+def degrades_less(fw: str, baselines, small: int, large: int) -> tuple:
+    """'FW degrades less than b from `small` to `large` candidates', one claim per baseline b."""
+    return tuple(f"{fw}@{large} - {fw}@{small} > {b}@{large} - {b}@{small} on accuracy" for b in baselines)
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = base_config("merging")
-    c.num_seeds = 3  # seeds config.seed, config.seed + 1, ...
-    c.pool_sizes = (4, 8, 16)  # the 4 target experts, then irrelevant models appended
-    c.methods = ("pretrained", "task_arithmetic", "ties", "dare", "adamerging", "fw_hard", "fw_soft")
+    c.pool_sizes = (4, 8, 16, 32)  # the 4 target experts, then distractors appended
+    c.methods = ("pretrained", "ta", "ties", "dare", "breadcrumbs", "della", "adamerging", "tsv", "iso_c", "iso_cts",
+                 "regmean", "model_stock", "karcher", "fw_hard", "fw_soft")
     c.hidden = 64  # MLP body 64 -> hidden -> hidden (merged); a frozen 10-way head from pretraining
     c.test_fraction = 0.3
     c.dtype = "float32"
@@ -20,19 +31,41 @@ def get_config() -> ml_collections.ConfigDict:
     c.pretrain_steps = 400
     c.finetune_steps = 200
     c.learning_rate = 3e-3  # Adam, full batch, pretraining and fine-tuning
-    c.proxy_per_task = 100  # labelled proxy samples per target task (FW relevance)
-    c.ta_scaling = 0.3  # task arithmetic lambda
-    c.ties_density = 0.2
-    c.ties_scaling = 1.0
-    c.dare_drop_rate = 0.9  # then task arithmetic with ta_scaling
-    c.fw_iterations = 10
-    c.fw_init_scaling = 0.0  # hard FW starts at the pretrained body
-    c.fw_step_size = 1.0
-    c.fw_scaling = 0.3  # gamma_t = 2/(t+2) * fw_step_size * fw_scaling
+    c.proxy_per_task = 100  # labelled proxy (selection split, and FW's proxy), held out of all training
+    c.gram_samples = 256  # RegMean: inputs per candidate in the Gram-matrix pass
+    # Grids searched per pool size on the proxy accuracy: the same budget (6 points) for every tuned method;
+    # a choice at an edge extends the grid (protocol). Scalings are per candidate where the method sums.
+    c.grids = ml_collections.ConfigDict(dict(
+        ta=dict(scaling=(0.025, 0.05, 0.1, 0.2, 0.4, 0.8)),
+        ties=dict(density=(0.2, 0.5), scaling=(0.25, 0.5, 1.0)),
+        dare=dict(drop_rate=(0.5, 0.9), scaling=(0.05, 0.2, 0.8)),
+        breadcrumbs=dict(density=(0.5, 0.9), scaling=(0.05, 0.2, 0.8)),
+        della=dict(density=(0.4, 0.7), scaling=(0.25, 0.5, 1.0)),
+        adamerging=dict(init=(0.025, 0.05, 0.1, 0.2, 0.4, 0.8)),  # the start, per candidate
+        tsv=dict(scaling=(0.125, 0.25, 0.5, 1.0, 2.0, 4.0)),
+        iso_c=dict(scaling=(0.125, 0.25, 0.5, 1.0, 2.0, 4.0)),
+        iso_cts=dict(scaling=(0.125, 0.25, 0.5, 1.0, 2.0, 4.0)),
+        regmean=dict(alpha=(0.05, 0.1, 0.2, 0.4, 0.7, 0.95)),
+    ))
+    c.breadcrumbs_gamma = 0.01  # fraction of top-magnitude outliers dropped
+    c.della_epsilon = 0.1
+    # FW-Merging at the paper's defaults (mo.merging.fw_merge's): 3 iterations from task arithmetic at 0.3,
+    # gamma_t = 2/(t+2) * 0.1 * 0.3; soft: AdaMerging over the picks from 0.3, Adam 1e-3, 500 steps.
+    c.fw_iterations = 3
+    c.fw_init_scaling = 0.3
+    c.fw_step_size = 0.1
+    c.fw_scaling = 0.3
     c.soft_steps = 500  # AdaMerging and FW-soft: Adam on the prediction entropy
     c.soft_learning_rate = 1e-3
-    c.soft_init = 0.3
-    c.quick_overrides = ml_collections.ConfigDict(
-        dict(num_seeds=1, pool_sizes=(4, 8), pretrain_steps=150, finetune_steps=80, soft_steps=100, fw_iterations=3)
-    )
+    c.soft_init = 0.3  # FW-soft's start (AdaMerging's start is tuned)
+    protocol.add_config_keys(
+        c, seeds=(0, 1, 2, 3, 4), selection_seeds=(0,), max_grid_extensions=3,
+        claims=degrades_less("fw_soft", BASELINES, 4, 32) + degrades_less("fw_hard", ("ta",), 4, 32)
+        + tuple(f"fw_soft@32 > {b}@32 on accuracy" for b in ("adamerging", "regmean", "iso_c")))
+    quick_grids = ml_collections.ConfigDict(dict(ta=dict(scaling=(0.1, 0.3, 0.9)), regmean=dict(alpha=(0.3, 0.6, 0.9))))
+    c.quick_overrides = ml_collections.ConfigDict(dict(
+        pool_sizes=(4, 8), methods=("pretrained", "ta", "regmean", "fw_hard", "fw_soft"), hidden=32,
+        pretrain_steps=150, finetune_steps=80, soft_steps=60, grids=quick_grids, seeds=(0, 1), max_grid_extensions=1,
+        claims=degrades_less("fw_soft", ("ta", "regmean"), 4, 8) + degrades_less("fw_hard", ("ta",), 4, 8),
+    ))
     return c

@@ -1,39 +1,47 @@
-"""Hyper-connection mixers on generated ARC-style grid tasks.
+"""Hyper-connection mixers in a weight-tied recursive model on generated ARC-style grid tasks.
 
 Data (generated, nothing downloaded): a grid x grid input of colors (0 = background, a
 `density` fraction of cells colored) and one task token; the target is the output grid of the
 task: "rotate" (90 degrees clockwise), "reflect" (left-right), "colormap" (a fixed permutation of
 the non-background colors), "count" (the first k cells, row-major, colored 1, for k colored input
 cells), "gravity" (colored cells fall to the bottom of their column, keeping their order).
-Batches are a deterministic function of (seed, step), so a resumed run sees the same data.
+Training batches are a deterministic function of (seed, step); the selection and report splits
+are two further held-out sets.
 
-Model: a pre-norm transformer in Flax NNX over the task token and the cells; every attention and
-MLP block is wrapped by `mo.nn.HyperConnections` (n streams: `expand_streams` after the
-embedding, `reduce_streams` before the final norm and the per-cell head). The plain residual
-baseline is the "identity" mixer with one stream (exactly x + F(x)). Parameter counts differ only
-by the mixers' own n^2 + 2n per connection and are reported.
+Model: one pre-norm transformer layer (attention, MLP) applied `recursions` times with tied
+weights, as in the recursive model of JPmHC (Tiny Recursive Model style); each of its two blocks
+sits in one `mo.nn.HyperConnections` shared by every recursion, so its residual mixer H enters
+the forward map `recursions` times and its deviations compound (H^R). "identity" (one stream) is
+the plain residual recursion.
 
-Reported per mixer, over seeds: test loss and exact-match accuracy (every cell right), step
-time, mHC's composite gain of the product of all residual mixers (largest absolute row sum and
-spectral norm) at init and after training, the mixers' constraint residual, and the singular
-values of the trunk's Jacobian (embedded input -> final streams reduced) at init and after
-training. Depth stress: `stress_layers` deep, narrow models at a higher rate, one seed: final
-loss, whether it stayed finite, composite gain.
+Fair comparison (`experiments/harness/protocol.py`): every mixer's learning rate is tuned on the
+selection split with the same grid; the chosen rate reruns on paired report seeds. Report
+metrics per run: final loss and exact match (every cell right), `steps_to_threshold` (first
+evaluation step whose report-split loss is <= `loss_threshold`; num_steps + eval_every when never
+reached), `mixer_distance` (max over the two mixers of ||H - I||_F after training), and the
+Jacobian of the streams after r recursions with respect to the input streams (one report
+example): its measured mean squared singular value `jacobian_m1@r` next to the free-probability
+prediction `predicted_m1@r` from the trained mixers alone (isometric blocks;
+`mo.nn.predict_jacobian_spectrum`), for r in `spectrum_depths`. Claims are declared in the
+config and judged by the protocol.
 """
 from __future__ import annotations
 
+import functools
+import json
 import math
 import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from flax import nnx
 
 import manifold_opt as mo
-from experiments import harness
 from experiments.harness import config as checks
+from experiments.harness import protocol
 from experiments.harness.plots import plt
 
 TASKS = ("rotate", "reflect", "colormap", "count", "gravity")
@@ -95,36 +103,36 @@ class MLP(nnx.Module):
         return self.down(nnx.gelu(self.up(self.norm(x))))
 
 
-class GridTransformer(nnx.Module):
-    """Token + position embedding, `layers` x (attention, MLP) each in a hyper-connection."""
+class RecursiveTransformer(nnx.Module):
+    """Token + position embedding, then `recursions` x (attention, MLP) with tied weights, each
+    block in one hyper-connection shared across recursions; reduce, norm, per-cell head."""
 
-    def __init__(self, config, mixer: str, layers: int, d: int, rngs: nnx.Rngs, dynamic: bool = False):
+    def __init__(self, config, mixer: str, rngs: nnx.Rngs, dynamic: bool = False):
+        d = config.d_model
         self.n = 1 if mixer == "identity" else config.n_streams
+        self.recursions = config.recursions
         length, vocab = 1 + config.grid**2, config.colors + len(config.tasks)
         self.embed = nnx.Embed(vocab, d, rngs=rngs)
         self.position = nnx.Param(0.02 * jax.random.normal(rngs.params(), (length, d)))
-        self.blocks = nnx.List()
-        self.hcs = nnx.List()
-        for i in range(2 * layers):
-            block = Attention(d, config.num_heads, rngs) if i % 2 == 0 else MLP(d, config.mlp_ratio, rngs)
-            self.blocks.append(block)
-            self.hcs.append(mo.nn.HyperConnections(self.n, mixer=mixer, layer_index=i, dynamic=dynamic, dim=d,
-                                                   power_iters=config.power_iters or None, rngs=rngs))
+        self.blocks = nnx.List([Attention(d, config.num_heads, rngs), MLP(d, config.mlp_ratio, rngs)])
+        self.hcs = nnx.List([mo.nn.HyperConnections(self.n, mixer=mixer, layer_index=i, dynamic=dynamic, dim=d, rngs=rngs)
+                             for i in range(2)])
         self.norm = nnx.RMSNorm(d, rngs=rngs)
         self.head = nnx.Linear(d, config.colors, rngs=rngs)
 
-    def trunk(self, x):
-        """Embedded sequence (..., T, d) -> final hidden (..., T, d): streams (..., T, n, d)."""
-        h = mo.nn.expand_streams(x, self.n)
-        for hc, block in zip(self.hcs, self.blocks):
-            h = hc(h, block)
-        return mo.nn.reduce_streams(h)
+    def recurse(self, h, times: int):
+        """Streams (..., T, n, d) after `times` recursions of the tied layer."""
+        for _ in range(times):
+            for hc, block in zip(self.hcs, self.blocks):
+                h = hc(h, block)
+        return h
 
     def embed_tokens(self, tokens):
-        return self.embed(tokens) + self.position[...]
+        return mo.nn.expand_streams(self.embed(tokens) + self.position[...], self.n)
 
     def __call__(self, tokens):
-        return self.head(self.norm(self.trunk(self.embed_tokens(tokens))))[..., 1:, :]
+        h = self.recurse(self.embed_tokens(tokens), self.recursions)
+        return self.head(self.norm(mo.nn.reduce_streams(h)))[..., 1:, :]
 
     def residual_matrices(self):
         return jnp.stack([hc.residual_matrix() for hc in self.hcs])
@@ -134,37 +142,36 @@ class GridTransformer(nnx.Module):
 def validate(config) -> None:
     """ValueError naming the key of the first bad hyperconnections value."""
     checks.check_common(config)
-    harness.check_parallel(config)
-    for key in ("mixers", "stress_mixers"):
-        if not all(m in mo.nn.MIXERS for m in config[key]):
-            raise ValueError(f"config.{key}: expected mixers among {list(mo.nn.MIXERS)}, got {tuple(config[key])!r}")
-    if not config.mixers:
-        raise ValueError("config.mixers: expected at least one mixer")
+    if config.parallel != "none":
+        raise ValueError(f"config.parallel: hyperconnections runs on one device, got {config.parallel!r}")
+    if not config.mixers or not all(m in mo.nn.MIXERS for m in config.mixers):
+        raise ValueError(f"config.mixers: expected mixers among {list(mo.nn.MIXERS)}, got {tuple(config.mixers)!r}")
     if not config.tasks or not all(t in TASKS for t in config.tasks):
         raise ValueError(f"config.tasks: expected tasks among {list(TASKS)}, got {tuple(config.tasks)!r}")
-    if not config.seeds or not all(isinstance(s, int) and s >= 0 for s in config.seeds):
-        raise ValueError(f"config.seeds: expected nonnegative ints, got {tuple(config.seeds)!r}")
-    checks.check_int(config, "power_iters", minimum=0)
-    for key in ("n_streams", "grid", "d_model", "num_heads", "num_layers", "mlp_ratio", "eval_every",
-                "eval_size", "stress_layers", "stress_d_model", "stress_steps"):
+    for key in ("n_streams", "grid", "d_model", "num_heads", "mlp_ratio", "recursions", "eval_every", "eval_size"):
         checks.check_int(config, key)
     checks.check_int(config, "colors", minimum=3)
-    for key in ("d_model", "stress_d_model"):
-        if config[key] % config.num_heads:
-            raise ValueError(f"config.{key}: {config[key]} is not divisible by num_heads={config.num_heads}")
-    checks.check_positive_float(config, "learning_rate")
-    checks.check_positive_float(config, "stress_learning_rate")
+    if config.d_model % config.num_heads:
+        raise ValueError(f"config.d_model: {config.d_model} is not divisible by num_heads={config.num_heads}")
+    if config.num_steps % config.eval_every:
+        raise ValueError(f"config.eval_every: must divide num_steps={config.num_steps}, got {config.eval_every}")
+    if not all(isinstance(r, int) and 1 <= r <= config.recursions for r in config.spectrum_depths):
+        raise ValueError(f"config.spectrum_depths: expected ints in [1, recursions={config.recursions}], "
+                         f"got {tuple(config.spectrum_depths)!r}")
     if not 0.0 < config.density < 1.0:
         raise ValueError(f"config.density: expected a number in (0, 1), got {config.density!r}")
+    checks.check_positive_float(config, "loss_threshold")
+    if not config.learning_rates or not all(lr > 0 for lr in config.learning_rates):
+        raise ValueError(f"config.learning_rates: expected positive numbers, got {tuple(config.learning_rates)!r}")
 
 
-def build(config, mixer, layers, d, seed, dynamic=False):
+def build(config, mixer, seed, dynamic=False):
     """(params, rest, graphdef, loss_fn) of a fresh model."""
-    model = GridTransformer(config, mixer, layers, d, nnx.Rngs(seed), dynamic)
+    model = RecursiveTransformer(config, mixer, nnx.Rngs(seed), dynamic)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
     def loss_fn(params, batch):
-        logits = nnx.merge(graphdef, params, rest, copy=True)(batch["tokens"])  # copy: sHC may set its iterate
+        logits = nnx.merge(graphdef, params, rest, copy=True)(batch["tokens"])
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"]).mean()
         exact = jnp.all(jnp.argmax(logits, -1) == batch["targets"], axis=-1)
         return loss, {"exact_match": jnp.mean(exact)}
@@ -172,148 +179,126 @@ def build(config, mixer, layers, d, seed, dynamic=False):
     return params, rest, graphdef, loss_fn
 
 
-def diagnostics(graphdef, params, rest, tokens) -> dict:
-    """Composite gain, constraint residual and trunk Jacobian singular values of one model."""
-    model = nnx.merge(graphdef, params, rest)
-    matrices = model.residual_matrices()
-
-    def trunk(x):  # a fresh module inside the trace: sHC may update its power iterate there
-        return nnx.merge(graphdef, params, rest, copy=True).trunk(x)
-
-    rows, spectral = mo.nn.composite_gain(matrices.astype(jnp.float32))
-    spec = model.hcs[0].spec
-    residual = max(float(jnp.max(hc.spec.feasibility(m))) for hc, m in zip(model.hcs, matrices))
-    if spec.name == "spectral_sphere":  # judge sHC by the exact norm, not its own estimate
-        residual = float(jnp.max(jnp.abs(jnp.linalg.norm(matrices, ord=2, axis=(-2, -1)) - 1)))
-    sv = mo.nn.jacobian_spectrum(trunk, model.embed_tokens(tokens))
-    return {"gain_rows": float(rows[-1]), "gain_spectral": float(spectral[-1]), "constraint": residual,
-            "gain_curve": np.asarray(rows).tolist(), "singular_values": np.asarray(sv)}
+def optimizer(config, learning_rate):
+    """AdamW with linear warm-up and cosine decay to `learning_rate` (which may be traced)."""
+    unit = optax.warmup_cosine_decay_schedule(0.0, 1.0, max(1, config.num_steps // 20), config.num_steps)
+    return optax.adamw(lambda count: learning_rate * unit(count), b2=0.98)
 
 
-def train_one(config, workdir, mixer, seed, layers, d, lr, num_steps, eval_data):
-    params, rest, graphdef, loss_fn = build(config, mixer, layers, d, seed)
-    optimizer = optax.adamw(optax.warmup_cosine_decay_schedule(0.0, lr, max(1, num_steps // 20), num_steps), b2=0.98)
-    state = {"params": params, "opt_state": optimizer.init(params)}
-    compiled = harness.compile_step(loss_fn, optimizer, config.parallel, config.mesh_shape, state)
+@functools.lru_cache(maxsize=16)
+def _compiled(config_json: str, mixer: str):
+    """(init, train_chunk, evaluate) for one mixer, compiled once and reused across learning
+    rates and seeds (the learning rate is an argument, not a constant)."""
+    config = ml_collections.ConfigDict(json.loads(config_json))
+    _, rest, graphdef, loss_fn = build(config, mixer, 0)
+    make = lambda lr: optimizer(config, lr)  # noqa: E731
+
+    def init(params, lr):
+        return make(lr).init(params)
 
     @jax.jit
-    def evaluate(state):
-        loss, aux = loss_fn(state["params"], eval_data)
-        return {"test/loss": loss, "test/exact_match": aux["exact_match"]}
+    def train_chunk(params, opt_state, lr, tokens, targets, held_out):
+        """Steps on the batches (tokens, targets), then (loss, exact match) on each held-out set."""
+        def step(carry, batch):
+            params, opt_state = carry
+            grads = jax.grad(lambda p: loss_fn(p, batch)[0])(params)
+            updates, opt_state = make(lr).update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
 
-    def batches(step):
-        return make_batch(config, np.random.default_rng([seed, step]), config.batch_size)
+        params, opt_state = jax.lax.scan(step, (params, opt_state), {"tokens": tokens, "targets": targets})[0]
+        scores = jax.vmap(lambda data: loss_fn(params, data))(held_out)
+        return params, opt_state, (scores[0], scores[1]["exact_match"])
 
-    before = diagnostics(graphdef, params, rest, eval_data["tokens"][0])
-    result = harness.train(state, compiled, batches, num_steps, workdir=workdir, name=f"{mixer}/seed{seed}",
-                           log_every=config.log_every, checkpoint_every=config.checkpoint_every,
-                           stop_after=config.stop_after, evaluate=evaluate, eval_every=config.eval_every)
-    after = diagnostics(graphdef, result.state["params"], rest, eval_data["tokens"][0])
-    final = {k: float(v) for k, v in jax.device_get(evaluate(result.state)).items()}
-    count = sum(x.size for x in jax.tree.leaves(params))
-    return result, before, after, final, count
+    @jax.jit
+    def spectra(params, tokens):
+        """Trained mixers and the streams' Jacobian singular values after r recursions, per r."""
+        model = nnx.merge(graphdef, params, rest, copy=True)
+        h0 = model.embed_tokens(tokens)
+        fn = lambda h, r: nnx.merge(graphdef, params, rest, copy=True).recurse(h, r)  # noqa: E731
+        return model.residual_matrices(), [mo.nn.jacobian_spectrum(lambda h, r=r: fn(h, r), h0)
+                                           for r in config.spectrum_depths]
 
-
-def run(config, workdir: str) -> dict[str, float]:
-    validate(config)
-    eval_data = make_batch(config, np.random.default_rng([10**6, config.seed]), config.eval_size)
-    rows, histories, spectra, results = {}, {}, {}, {}
-    for mixer in config.mixers:
-        runs = []
-        for seed in config.seeds:
-            out = train_one(config, os.path.join(workdir, mixer, f"seed{seed}"), mixer, seed, config.num_layers,
-                            config.d_model, config.learning_rate, config.num_steps, eval_data)
-            runs.append(out)
-        histories[mixer] = runs[0][0].history
-        spectra[mixer] = (runs[0][1]["singular_values"], runs[0][2]["singular_values"])
-        rows[mixer] = summarize(runs)
-        results.update({f"{mixer}/{k}": v for k, v in rows[mixer].items() if not isinstance(v, list)})
-    stress = {}
-    for mixer in config.stress_mixers:
-        result, before, after, final, _ = train_one(
-            config, os.path.join(workdir, "stress", mixer), mixer, config.seed, config.stress_layers,
-            config.stress_d_model, config.stress_learning_rate, config.stress_steps, eval_data)
-        stress[mixer] = {"test_loss": final["test/loss"], "exact_match": final["test/exact_match"],
-                         "finite": bool(math.isfinite(final["test/loss"])), "gain_init": before["gain_rows"],
-                         "gain_trained": after["gain_rows"], "gain_curve": after["gain_curve"]}
-        results.update({f"stress/{mixer}/{k}": float(v) for k, v in stress[mixer].items() if k != "gain_curve"})
-    harness.write_summary(workdir, results)
-    harness.plot_curves(histories, ["train/loss", "test/loss", "test/exact_match"],
-                        os.path.join(workdir, "curves.png"), title="ARC-style grids: hyper-connection mixers (seed 0)")
-    plot_diagnostics(workdir, rows, spectra, stress)
-    write_tables(workdir, rows, stress, config)
-    return results
+    return init, train_chunk, spectra
 
 
-def summarize(runs) -> dict:
-    """Mean and standard deviation over seeds of the reported numbers."""
-    def stat(values):
-        return float(np.mean(values)), float(np.std(values))
+def split(config, name: str, seed: int) -> dict:
+    """A held-out set: "selection" or "report" (disjoint from training by its generator key)."""
+    return make_batch(config, np.random.default_rng([10**6 + ("selection", "report").index(name), seed]), config.eval_size)
 
-    out = {}
-    for key, values in {
-        "test_loss": [r[3]["test/loss"] for r in runs],
-        "exact_match": [r[3]["test/exact_match"] for r in runs],
-        "step_ms": [1e3 / r[0].steps_per_second if r[0].steps_per_second else math.nan for r in runs],
-        "gain_init": [r[1]["gain_rows"] for r in runs],
-        "gain_trained": [r[2]["gain_rows"] for r in runs],
-        "spectral_gain_trained": [r[2]["gain_spectral"] for r in runs],
-        "constraint": [r[2]["constraint"] for r in runs],
-        "jacobian_max_init": [float(r[1]["singular_values"][0]) for r in runs],
-        "jacobian_max_trained": [float(r[2]["singular_values"][0]) for r in runs],
-    }.items():
-        out[key], out[f"{key}_std"] = stat(values)
-    out["params"] = float(runs[0][4])
-    out["gain_curve"] = runs[0][2]["gain_curve"]
+
+def run_one(config, mixer: str, settings: dict, seed: int) -> dict:
+    """Train `mixer` at settings["learning_rate"] from `seed`; score both splits."""
+    init, train_chunk, spectra = _compiled(config.to_json(), mixer)
+    params = build(config, mixer, seed)[0]
+    lr = jnp.asarray(settings["learning_rate"], jnp.float32)
+    opt_state = init(params, lr)
+    held_out = jax.tree.map(lambda *x: np.stack(x), split(config, "selection", seed), split(config, "report", seed))
+    threshold_step = config.num_steps + config.eval_every
+    rng = np.random.default_rng([seed, 0])
+    for start in range(0, config.num_steps, config.eval_every):
+        data = make_batch(config, rng, config.eval_every * config.batch_size)
+        shape = (config.eval_every, config.batch_size, -1)
+        params, opt_state, (loss, exact) = train_chunk(params, opt_state, lr, data["tokens"].reshape(shape),
+                                                       data["targets"].reshape(shape), held_out)
+        if threshold_step > config.num_steps and float(loss[1]) <= config.loss_threshold:
+            threshold_step = start + config.eval_every
+    metrics = {"loss": float(loss[1]), "exact_match": float(exact[1]), "steps_to_threshold": float(threshold_step)}
+    metrics.update(diagnostics(config, *spectra(params, held_out["tokens"][1, 0])))
+    return {"selection": {"loss": float(loss[0]), "exact_match": float(exact[0])}, "report": metrics}
+
+
+def diagnostics(config, mixers, singular_values) -> dict:
+    """Distance of the trained mixers from I, and measured vs predicted Jacobian moments over depth."""
+    mixers = np.asarray(mixers, np.float64)
+    out = {"mixer_distance": float(np.max(np.linalg.norm(mixers - np.eye(mixers.shape[-1]), axis=(-2, -1))))}
+    for r, s in zip(config.spectrum_depths, singular_values):
+        s = np.asarray(s, np.float64)
+        out[f"jacobian_m1@{r}"] = float(np.mean(s**2))
+        out[f"jacobian_max@{r}"] = float(s[0])
+        out[f"predicted_m1@{r}"] = float(mo.nn.predict_jacobian_spectrum(np.tile(mixers, (r, 1, 1)), num_moments=1)[0])
     return out
 
 
-def plot_diagnostics(workdir, rows, spectra, stress) -> None:
-    """composite_gain.png (trained, over depth; stress run) and jacobian_spectra.png."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for mixer, row in rows.items():
-        axes[0].plot(np.arange(1, len(row["gain_curve"]) + 1), row["gain_curve"], label=mixer)
-    for mixer, row in stress.items():
-        axes[1].plot(np.arange(1, len(row["gain_curve"]) + 1), row["gain_curve"], label=mixer)
-    for ax, title in zip(axes, ("composite gain after training", "depth stress: composite gain")):
-        ax.set(yscale="log", xlabel="connections", title=title)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(workdir, "composite_gain.png"), dpi=100)
-    plt.close(fig)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
-    for mixer, (init, trained) in spectra.items():
-        axes[0].plot(np.sort(init)[::-1], label=mixer)
-        axes[1].plot(np.sort(trained)[::-1], label=mixer)
-    for ax, title in zip(axes, ("trunk Jacobian singular values at init", "after training")):
-        ax.set(yscale="log", xlabel="index", title=title)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(workdir, "jacobian_spectra.png"), dpi=100)
-    plt.close(fig)
+def arms(config) -> dict:
+    return {mixer: protocol.Arm(grid={"learning_rate": list(config.learning_rates)}) for mixer in config.mixers}
 
 
-def write_tables(workdir, rows, stress, config) -> None:
-    """Print the tables and write them to results.md, and the rows to results.json."""
-    lines = [
-        f"seeds {tuple(config.seeds)}, {config.num_steps} steps, {config.num_layers} layers, d = {config.d_model}, "
-        f"n = {config.n_streams} (identity: n = 1)",
-        "",
-        "| mixer | params | test loss | exact match | step ms | gain init | gain trained | spectral gain | "
-        "constraint | J max init | J max trained |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for mixer, r in rows.items():
-        lines.append(
-            f"| {mixer} | {int(r['params'])} | {r['test_loss']:.4f} ± {r['test_loss_std']:.4f} | "
-            f"{r['exact_match']:.3f} ± {r['exact_match_std']:.3f} | {r['step_ms']:.1f} | {r['gain_init']:.3g} | "
-            f"{r['gain_trained']:.3g} | {r['spectral_gain_trained']:.3g} | {r['constraint']:.1e} | "
-            f"{r['jacobian_max_init']:.3g} | {r['jacobian_max_trained']:.3g} |"
-        )
-    lines += ["", f"depth stress: {config.stress_layers} layers, d = {config.stress_d_model}, "
-              f"lr {config.stress_learning_rate}, {config.stress_steps} steps", "",
-              "| mixer | finite | test loss | exact match | gain init | gain trained |", "|---|---|---|---|---|---|"]
-    for mixer, s in stress.items():
-        lines.append(f"| {mixer} | {s['finite']} | {s['test_loss']:.4f} | {s['exact_match']:.3f} | "
-                     f"{s['gain_init']:.3g} | {s['gain_trained']:.3g} |")
-    harness.write_results(workdir, "\n".join(lines), {"rows": rows, "stress": stress})
+def run(config, workdir: str) -> dict:
+    validate(config)
+    results = protocol.compare(config, arms(config), lambda arm, settings, seed, rundir: run_one(config, arm, settings, seed),
+                               select_on="loss", minimize=True, workdir=workdir)
+    protocol.write(workdir, results, title=f"Hyper-connection mixers, weight-tied recursion x{config.recursions}",
+                   extra_text=depth_table(results, config))
+    plot_spectra(workdir, results, config)
+    flat = {f"{arm}/{m}": s["mean"] for arm, row in results["arms"].items() for m, s in row["metrics"].items()}
+    flat.update({f"claim/{c['text']}": c["verdict"] for c in results["claims"]})
+    return flat
+
+
+def depth_table(results, config) -> str:
+    """Measured vs predicted mean squared Jacobian singular value over recursion depth (means over seeds)."""
+    depths = list(config.spectrum_depths)
+    lines = ["", "", "Jacobian of the streams over recursion depth r: measured mean s^2 / predicted (mixers only, "
+             "isometric blocks) / measured max s; means over report seeds.", "",
+             "| mixer | " + " | ".join(f"r = {r}" for r in depths) + " |", "|---" * (len(depths) + 1) + "|"]
+    for arm, row in results["arms"].items():
+        m = row["metrics"]
+        cells = [f"{m[f'jacobian_m1@{r}']['mean']:.3g} / {m[f'predicted_m1@{r}']['mean']:.3g} / "
+                 f"{m[f'jacobian_max@{r}']['mean']:.3g}" for r in depths]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_spectra(workdir, results, config) -> None:
+    """jacobian_depth.png: measured (solid) and predicted (dashed) mean s^2 over depth per mixer."""
+    depths = list(config.spectrum_depths)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (arm, row) in enumerate(results["arms"].items()):
+        m, color = row["metrics"], f"C{i}"
+        ax.plot(depths, [m[f"jacobian_m1@{r}"]["mean"] for r in depths], "o-", color=color, label=f"{arm} measured")
+        ax.plot(depths, [m[f"predicted_m1@{r}"]["mean"] for r in depths], "--", color=color, label=f"{arm} predicted")
+    ax.set(yscale="log", xlabel="recursions r", ylabel="mean squared singular value", title="Jacobian over depth")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(os.path.join(workdir, "jacobian_depth.png"), dpi=100)
+    plt.close(fig)

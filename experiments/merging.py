@@ -1,82 +1,137 @@
-"""Model merging with irrelevant models in the pool: does FW-Merging stay flat where task
-arithmetic collapses (Chen et al. 2025)?
+"""Model merging with hard distractors in the pool: does FW-Merging (Chen et al. 2025) degrade
+less than the best tuned baseline as irrelevant candidates grow? Run on the fair-comparison
+protocol (experiments/harness/protocol.py).
 
-Data: scikit-learn's digits (standardized 8x8 images). A small MLP (body 64 -> hidden -> hidden,
-gelu, and a 10-way head) is pretrained broadly, on the plain digits plus a fraction `pretrain_mix`
-(10%) seen through every task's transform, as a foundation model has seen some of every task (with
-plain digits only it is confidently wrong on the targets, see the results note). Its head is then
-frozen and the body fine-tuned into one expert per task, each task a transform of the images with the
-same labels.
-Target tasks: rotate90, flip, invert, permute (a fixed pixel permutation). Irrelevant models,
-appended to the 4 target experts to make pools of 4, 8, 16: experts of other tasks (rotate180,
-flip_ud, transpose, noise, rotate270, shift) and models fitted to shuffled labels, alternating.
+Data: scikit-learn's digits (standardized 8x8 images), split into train, a labelled *proxy*
+(`proxy_per_task` images held out of all training, seen through each target transform) and test.
+A small MLP (body 64 -> hidden -> hidden, gelu, a 10-way head) is pretrained broadly (the plain
+digits plus a fraction `pretrain_mix` seen through every task's transform); its head is frozen
+and the body fine-tuned into each candidate. Target tasks: rotate90, flip, invert, permute.
 
-Merging acts on the body only (the head stays the pretrained one), with the mo.merging methods:
-task arithmetic, TIES, DARE (then task arithmetic), layer-wise AdaMerging on the whole pool,
-FW-Merging hard (proxy: 100 labelled samples per target task) and soft (FW picks one candidate
-per target task, AdaMerging on those). AdaMerging and FW-soft minimize the prediction entropy on
-the unlabelled test inputs of the target tasks. Reported: average test accuracy over the 4 target
-tasks per method and pool size, mean and std over seeds.
+The pool is the 4 target experts followed by 28 candidates in a fixed round-robin over kinds
+(`DISTRACTORS`), so every pool of 4, 8, 16, 32 holds a mix:
+  near     fine-tuned on a mixture of a target and another transform, or on a neighbouring
+           transform (target then a 1-pixel shift, half-contrast inversion, a permutation
+           sharing 3/4 of the target's positions);
+  extra    a second expert of a target task (bootstrap resample of the data): relevant;
+  other    experts of other transforms (rotate180, transpose, noise, ...);
+  labels   shuffled labels, or labels shifted by one on a target's inputs.
+Every non-expert task vector is rescaled, leaf by leaf, to the experts' mean norm, so a norm
+test cannot reject it.
 
-Each seed's pretrained body and pool are saved as orbax checkpoints and merged from them one
-candidate at a time (`mo.merging.CheckpointPool`); a rerun reuses finished seeds (their
-metrics.jsonl) and saved pools.
+Arms are `<method>@<pool size>`. Each tuned method's grid (`config.grids`) is searched per pool
+size on the *selection* split: the mean accuracy on the labelled proxy of the 4 target tasks,
+the same proxy FW-Merging uses; a choice at a grid edge extends the grid. FW-hard and FW-soft run
+at the paper's defaults (`fw_*`, `soft_*`). AdaMerging and FW-soft minimize the prediction
+entropy on the unlabelled test inputs (as AdaMerging does). *Report*: test accuracy averaged
+over the 4 targets (FusionBench's average) and per target, on paired seeds (seed s: the same
+data split, pretraining and pool for every arm). The claims in `config.claims` are judged by the
+protocol; FW diagnostics (iterations, FW gaps, which candidates each picked) go to results.json
+under "fw".
+
+Every cache lives under workdir/protocol/<config hash>/ (the protocol's run results and this
+module's pools), so a changed hyperparameter never reuses numbers or pools.
 """
 from __future__ import annotations
 
 import functools
+import json
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
 import manifold_opt as mo
-from experiments import harness
 from experiments.harness import config as checks
+from experiments.harness import protocol
 from experiments.harness.plots import plt
-from experiments.harness.progress import Progress
 from experiments.quickstart import load_data
 
 TARGETS = ("rotate90", "flip", "invert", "permute")
-OTHER_TASKS = ("rotate180", "flip_ud", "transpose", "noise", "rotate270", "shift")
-METHODS = ("pretrained", "task_arithmetic", "ties", "dare", "adamerging", "fw_hard", "fw_soft")
-MAX_POOL = len(TARGETS) + 2 * len(OTHER_TASKS)
+PRETRAIN_TASKS = TARGETS + ("rotate180", "flip_ud", "transpose", "noise", "rotate270", "shift")
+# (kind, name, inputs, labels): inputs "a" or "a|b" (half through each), transforms composed with "+";
+# labels "true", "shuffled" or "shifted" (y + 1 mod 10). Round-robin order over the kinds.
+DISTRACTORS = (
+    ("near", "mix:rotate90|rotate180", "rotate90|rotate180", "true"),
+    ("extra", "extra:flip", "flip", "true"),
+    ("other", "rotate180", "rotate180", "true"),
+    ("labels", "shuffled:plain", "plain", "shuffled"),
+    ("near", "rotate90+shift1", "rotate90+shift1", "true"),
+    ("extra", "extra:invert", "invert", "true"),
+    ("other", "transpose", "transpose", "true"),
+    ("labels", "shifted:invert", "invert", "shifted"),
+    ("near", "mix:flip|flip_ud", "flip|flip_ud", "true"),
+    ("extra", "extra:permute", "permute", "true"),
+    ("other", "noise", "noise", "true"),
+    ("labels", "shuffled:rotate90", "rotate90", "shuffled"),
+    ("near", "invert+half", "invert+half", "true"),
+    ("extra", "extra:rotate90", "rotate90", "true"),
+    ("other", "flip_ud", "flip_ud", "true"),
+    ("labels", "shifted:permute", "permute", "shifted"),
+    ("near", "mix:invert|noise", "invert|noise", "true"),
+    ("other", "rotate270", "rotate270", "true"),
+    ("labels", "shuffled:plain2", "plain", "shuffled"),
+    ("near", "flip+shift1", "flip+shift1", "true"),
+    ("other", "shift", "shift", "true"),
+    ("labels", "shuffled:flip", "flip", "shuffled"),
+    ("near", "mix:permute|plain", "permute|plain", "true"),
+    ("other", "plain", "plain", "true"),
+    ("near", "permute_near", "permute_near", "true"),
+    ("other", "rotate180+invert", "rotate180+invert", "true"),
+    ("other", "transpose+shift", "transpose+shift", "true"),
+    ("other", "flip_ud+invert", "flip_ud+invert", "true"),
+)
+CANDIDATES = tuple(("expert", t, t, "true") for t in TARGETS) + DISTRACTORS
+MAX_POOL = len(CANDIDATES)
+# Methods; the tuned ones take their grid from config.grids, the others run as they are.
+TUNED = ("ta", "ties", "dare", "breadcrumbs", "della", "adamerging", "tsv", "iso_c", "iso_cts", "regmean")
+FIXED = ("pretrained", "model_stock", "karcher", "fw_hard", "fw_soft")
+METHODS = FIXED[:1] + TUNED + FIXED[1:]
+FW = ("fw_hard", "fw_soft")
+BOUNDS = {"density": (0.0, 1.0), "drop_rate": (0.0, 0.99), "alpha": (0.0, 1.0)}  # domains grid extensions respect
 PLOT = "accuracy_vs_pool_size.png"
 
 
 def validate(config) -> None:
     """ValueError naming the key of the first bad merging value."""
     checks.check_common(config)
-    for key in ("num_seeds", "hidden", "pretrain_steps", "finetune_steps", "proxy_per_task", "fw_iterations",
+    for key in ("hidden", "pretrain_steps", "finetune_steps", "proxy_per_task", "gram_samples", "fw_iterations",
                 "soft_steps"):
         checks.check_int(config, key)
     sizes = tuple(config.pool_sizes)
     if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or not len(TARGETS) <= s <= MAX_POOL
-                        for s in sizes):
-        raise ValueError(f"config.pool_sizes: expected ints in [{len(TARGETS)}, {MAX_POOL}], got {sizes!r}")
+                        for s in sizes) or len(set(sizes)) != len(sizes):
+        raise ValueError(f"config.pool_sizes: expected distinct ints in [{len(TARGETS)}, {MAX_POOL}], got {sizes!r}")
     if not config.methods or any(m not in METHODS for m in config.methods):
         raise ValueError(f"config.methods: expected some of {list(METHODS)}, got {tuple(config.methods)!r}")
+    for method in config.methods:
+        if method in TUNED and method not in config.grids:
+            raise ValueError(f"config.grids: no grid for the tuned method {method!r}")
     checks.check_option(config, "dtype", ("float32", "float64"))
     for key in ("learning_rate", "soft_learning_rate", "fw_step_size", "fw_scaling"):
         checks.check_positive_float(config, key)
     if not 0.0 <= config.pretrain_mix <= 1.0:
         raise ValueError(f"config.pretrain_mix: expected a number in [0, 1], got {config.pretrain_mix!r}")
-    for key in ("ties_density", "test_fraction"):
-        if not 0.0 < config[key] < 1.0:
-            raise ValueError(f"config.{key}: expected a number in (0, 1), got {config[key]!r}")
-    if not 0.0 <= config.dare_drop_rate < 1.0:
-        raise ValueError(f"config.dare_drop_rate: expected a number in [0, 1), got {config.dare_drop_rate!r}")
+    if not 0.0 < config.test_fraction < 1.0:
+        raise ValueError(f"config.test_fraction: expected a number in (0, 1), got {config.test_fraction!r}")
 
 
 # ----- tasks -------------------------------------------------------------------------------------
-def transform(task: str, x: np.ndarray, seed: int) -> np.ndarray:
-    """The images x (n, 64) as seen by `task` (a fixed function of the task and the seed)."""
-    images = x.reshape(-1, 8, 8)
-    rng = np.random.default_rng([seed, sum(map(ord, task))])
-    out = {
+def _permutation(seed: int, near: bool) -> np.ndarray:
+    """The target's fixed pixel permutation; `near`: the same with a quarter of its positions shuffled."""
+    rng = np.random.default_rng([seed, 7])
+    perm = rng.permutation(64)
+    if near:
+        moved = rng.choice(64, 16, replace=False)
+        perm[moved] = perm[rng.permutation(moved)]
+    return perm
+
+
+def _transform_one(task: str, images: np.ndarray, seed: int) -> np.ndarray:
+    flat = lambda a: a.reshape(-1, 64)  # noqa: E731
+    return {
         "plain": lambda: images,
         "rotate90": lambda: np.rot90(images, 1, axes=(1, 2)),
         "rotate180": lambda: np.rot90(images, 2, axes=(1, 2)),
@@ -85,18 +140,38 @@ def transform(task: str, x: np.ndarray, seed: int) -> np.ndarray:
         "flip_ud": lambda: images[:, ::-1, :],
         "transpose": lambda: np.swapaxes(images, 1, 2),
         "invert": lambda: -images,
-        "permute": lambda: images.reshape(-1, 64)[:, rng.permutation(64)],
-        "noise": lambda: images + rng.standard_normal(images.shape).astype(x.dtype),
+        "half": lambda: 0.5 * images,
+        "permute": lambda: flat(images)[:, _permutation(seed, False)].reshape(images.shape),
+        "permute_near": lambda: flat(images)[:, _permutation(seed, True)].reshape(images.shape),
+        "noise": lambda: images + np.random.default_rng([seed, 11]).standard_normal(images.shape).astype(images.dtype),
         "shift": lambda: np.roll(images, 2, axis=2),
+        "shift1": lambda: np.roll(images, 1, axis=2),
     }[task]()
-    return np.ascontiguousarray(out.reshape(-1, 64)).astype(x.dtype)
 
 
-def pool_tasks() -> list[tuple[str, bool]]:
-    """(task, shuffled labels) of the pool in order: the targets, then other tasks and
-    shuffled-label models alternating."""
-    irrelevant = [item for task in OTHER_TASKS for item in ((task, False), ("plain", True))]
-    return [(t, False) for t in TARGETS] + irrelevant
+def transform(task: str, x: np.ndarray, seed: int) -> np.ndarray:
+    """The images x (n, 64) as seen by `task`, transforms composed left to right with '+'."""
+    images = x.reshape(-1, 8, 8)
+    for part in task.split("+"):
+        images = _transform_one(part, images, seed)
+    return np.ascontiguousarray(images.reshape(-1, 64)).astype(x.dtype)
+
+
+def candidate_data(spec, x, y, seed: int, index: int):
+    """Training inputs and labels (same shapes as x, y) of pool candidate `index` with `spec`."""
+    kind, _, inputs, labels = spec
+    rng = np.random.default_rng([seed, 100 + index])
+    if kind == "extra":
+        pick = rng.integers(0, len(y), len(y))  # bootstrap resample: a second expert of the task
+        x, y = x[pick], y[pick]
+    parts = inputs.split("|")
+    if len(parts) == 2:
+        half = len(y) // 2
+        xs = np.concatenate([transform(parts[0], x[:half], seed), transform(parts[1], x[half:], seed)])
+    else:
+        xs = transform(inputs, x, seed)
+    ys = {"true": y, "shuffled": rng.permutation(y), "shifted": (y + 1) % 10}[labels]
+    return xs, ys.astype(np.int32)
 
 
 # ----- model -------------------------------------------------------------------------------------
@@ -112,10 +187,14 @@ def init_params(key, hidden: int, dtype):
     return params, head
 
 
+def features(body, x):
+    """(input of layer1, input of layer2, output of the body)."""
+    h1 = jax.nn.gelu(x @ body["layer1"]["kernel"] + body["layer1"]["bias"])
+    return x, h1, jax.nn.gelu(h1 @ body["layer2"]["kernel"] + body["layer2"]["bias"])
+
+
 def logits(body, head, x):
-    h = jax.nn.gelu(x @ body["layer1"]["kernel"] + body["layer1"]["bias"])
-    h = jax.nn.gelu(h @ body["layer2"]["kernel"] + body["layer2"]["bias"])
-    return h @ head["kernel"] + head["bias"]
+    return features(body, x)[2] @ head["kernel"] + head["bias"]
 
 
 def cross_entropy(body, data):
@@ -128,6 +207,7 @@ def entropy_objective(body, data):
     return jnp.sum(jax.vmap(lambda x: mo.merging.prediction_entropy(logits(body, data["head"], x)))(data["x"]))
 
 
+@jax.jit
 def accuracies(body, head, x, y):
     """Accuracy on each task: x (tasks, n, 64), y (n,)."""
     return jax.vmap(lambda xt: jnp.mean(jnp.argmax(logits(body, head, xt), -1) == y))(x)
@@ -160,171 +240,258 @@ def finetune_pool(body, head, xs, ys, steps, learning_rate):
                                      learning_rate))(xs, ys)
 
 
-def pretraining_set(train, mix: float, seed: int):
-    """The plain training digits plus a fraction `mix` of them seen through each task's transform
-    (a broad pretraining, as a foundation model has seen some of every task)."""
-    count = int(mix * len(train["y"]))
-    pick = np.random.default_rng(seed).permutation(len(train["y"]))[:count]
-    tasks = TARGETS + OTHER_TASKS
-    x = np.concatenate([train["x"]] + [transform(t, train["x"][pick], seed) for t in tasks])
-    return x, np.concatenate([train["y"]] + [train["y"][pick]] * len(tasks))
+@jax.jit
+def input_grams(body, x):
+    """RegMean's per-kernel input Gram matrices X^T X / n (None at the biases)."""
+    inputs = features(body, x)[:2]
+    return {name: {"kernel": a.T @ a / a.shape[0], "bias": None} for name, a in zip(("layer1", "layer2"), inputs)}
 
 
-# ----- one seed ----------------------------------------------------------------------------------
-def build_seed(config, seed: int, workdir: str):
-    """(pretrained body, head, CheckpointPool of the expert bodies, proxy sets, test set); the
-    bodies are trained once and saved as orbax checkpoints, restored on a rerun."""
+def rescale_to_experts(pretrained, stacked, num_experts: int):
+    """Each non-expert task vector rescaled, leaf by leaf, to the experts' mean leaf norm."""
+    def leaf(p, s):
+        tau = s - p
+        norms = np.linalg.norm(tau.reshape(len(tau), -1), axis=1)
+        target = norms[:num_experts].mean()
+        factor = np.where(np.arange(len(tau)) < num_experts, 1.0, target / np.maximum(norms, 1e-12))
+        return (p + factor.reshape((-1,) + (1,) * (tau.ndim - 1)) * tau).astype(s.dtype)
+
+    return jax.tree.map(leaf, pretrained, stacked)
+
+
+# ----- one seed's pool ---------------------------------------------------------------------------
+def splits(config, seed: int):
+    """(train, proxy, test): the proxy is held out of pretraining and fine-tuning."""
     data_config = config.copy_and_resolve_references()
     with data_config.unlocked():
         data_config.seed = seed
     train, test = load_data(data_config)
+    k = config.proxy_per_task
+    proxy = {key: value[-k:] for key, value in train.items()}
+    train = {key: value[:-k] for key, value in train.items()}
+    return train, proxy, test
+
+
+def pretraining_set(train, mix: float, seed: int):
+    """The plain training digits plus a fraction `mix` of them seen through each task's transform."""
+    count = int(mix * len(train["y"]))
+    pick = np.random.default_rng(seed).permutation(len(train["y"]))[:count]
+    x = np.concatenate([train["x"]] + [transform(t, train["x"][pick], seed) for t in PRETRAIN_TASKS])
+    return x, np.concatenate([train["y"]] + [train["y"][pick]] * len(PRETRAIN_TASKS))
+
+
+def build_pool(config, seed: int, path: str) -> dict:
+    """Pretrained body, head, the MAX_POOL candidate bodies (stacked) and their Gram trees,
+    saved to `path` (an .npz under the config hash) and read back on a rerun."""
     dtype = jnp.dtype(config.dtype)
     body, head = init_params(jax.random.key(seed), config.hidden, dtype)
-    tasks = pool_tasks()[: max(config.pool_sizes)]
-    xs = np.stack([transform(t, train["x"], seed) for t, _ in tasks])
-    rng = np.random.default_rng(seed)
-    ys = np.stack([rng.permutation(train["y"]) if shuffled else train["y"] for _, shuffled in tasks])
-    directory = os.path.join(workdir, "pool")
-    paths = [os.path.join(directory, f"candidate_{i:04d}") for i in range(len(tasks))]
-    base_path = os.path.join(workdir, "pretrained")
-    if os.path.isdir(base_path) and all(os.path.isdir(p) for p in paths):
-        with ocp.StandardCheckpointer() as checkpointer:
-            saved = checkpointer.restore(base_path, {"body": body, "head": head})
-        body, head = saved["body"], saved["head"]
-        pool = mo.merging.CheckpointPool(paths, like=body)
+    if os.path.exists(path):
+        with np.load(path) as saved:
+            flat = dict(saved)
     else:
+        train, _, _ = splits(config, seed)
         x, y = pretraining_set(train, config.pretrain_mix, seed)
         body, head = pretrain(body, head, x, y, config.pretrain_steps, config.learning_rate)
-        experts = jax.device_get(finetune_pool(body, head, xs, ys, config.finetune_steps, config.learning_rate))
-        candidates = [jax.tree.map(lambda a, i=i: a[i], experts) for i in range(len(tasks))]
-        pool = mo.merging.save_pool(directory, candidates)
-        with ocp.StandardCheckpointer() as checkpointer:
-            checkpointer.save(base_path, {"body": body, "head": head}, force=True)
-    proxy = [{"x": xs[k][: config.proxy_per_task], "y": train["y"][: config.proxy_per_task], "head": head}
-             for k in range(len(TARGETS))]
-    test_x = np.stack([transform(t, test["x"], seed) for t in TARGETS])
-    return body, head, pool, proxy, {"x": test_x, "y": test["y"]}
+        data = [candidate_data(spec, train["x"], train["y"], seed, i) for i, spec in enumerate(CANDIDATES)]
+        xs, ys = np.stack([d[0] for d in data]), np.stack([d[1] for d in data])
+        stacked = finetune_pool(body, head, xs, ys, config.finetune_steps, config.learning_rate)
+        stacked = rescale_to_experts(jax.device_get(body), jax.device_get(stacked), len(TARGETS))
+        grams = jax.vmap(input_grams)(stacked, xs[:, : config.gram_samples])
+        tree = {"body": body, "head": head, "pool": stacked, "grams": grams}
+        flat = {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        np.savez(path + ".tmp.npz", **flat)
+        os.replace(path + ".tmp.npz", path)
+    like = {"body": body, "head": head, "pool": body, "grams": {n: {"kernel": 0} for n in ("layer1", "layer2")}}
+    paths = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_leaves_with_path(like)]
+    tree = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), [jnp.asarray(flat[p]) for p in paths])
+    pool = [jax.tree.map(lambda a, i=i: a[i], tree["pool"]) for i in range(MAX_POOL)]
+    grams = [{n: {"kernel": tree["grams"][n]["kernel"][i], "bias": None} for n in ("layer1", "layer2")}
+             for i in range(MAX_POOL)]
+    return {"body": tree["body"], "head": tree["head"], "pool": pool, "grams": grams}
 
 
-def merge(method: str, config, body, pool, proxy, unlabelled, key):
-    """The merged body of `method` over `pool` (a sequence of bodies)."""
+# ----- merging -----------------------------------------------------------------------------------
+def merge(method: str, settings: dict, config, seed_data: dict, n: int, key):
+    """(merged body, FW diagnostics or None) of `method` at `settings` over the first n candidates."""
+    body, pool, grams = seed_data["body"], seed_data["pool"][:n], seed_data["grams"][:n]
+    m = mo.merging
+    soft = dict(steps=config.soft_steps, learning_rate=config.soft_learning_rate)
     if method == "pretrained":
-        return body
-    if method == "task_arithmetic":
-        return mo.merging.task_arithmetic(body, pool, config.ta_scaling)
+        return body, None
+    if method == "ta":
+        return m.task_arithmetic(body, pool, settings["scaling"]), None
     if method == "ties":
-        return mo.merging.ties(body, pool, config.ties_density, config.ties_scaling)
+        return m.ties(body, pool, settings["density"], settings["scaling"]), None
     if method == "dare":
-        return mo.merging.dare(body, pool, key, config.dare_drop_rate, config.ta_scaling)
-    soft = dict(steps=config.soft_steps, learning_rate=config.soft_learning_rate, init=config.soft_init)
+        return m.dare(body, pool, key, settings["drop_rate"], settings["scaling"]), None
+    if method == "breadcrumbs":
+        return m.breadcrumbs(body, pool, settings["density"], config.breadcrumbs_gamma, settings["scaling"]), None
+    if method == "della":
+        return m.della(body, pool, key, settings["density"], config.della_epsilon, settings["scaling"]), None
     if method == "adamerging":
-        return mo.merging.adamerging(body, pool, entropy_objective, unlabelled, **soft).params
+        return m.adamerging(body, pool, entropy_objective, seed_data["unlabelled"], init=settings["init"],
+                            **soft).params, None
+    if method == "tsv":
+        return m.tsv_merge(body, pool, settings["scaling"]), None
+    if method == "iso_c":
+        return m.iso_c(body, pool, settings["scaling"]), None
+    if method == "iso_cts":
+        return m.iso_cts(body, pool, settings["scaling"]), None
+    if method == "regmean":
+        return m.regmean(body, pool, grams, settings["alpha"]), None
+    if method == "model_stock":
+        return m.model_stock(body, pool), None
+    if method == "karcher":
+        return m.karcher_mean(pool), None
+    names = [spec[1] for spec in CANDIDATES]
+    proxy = seed_data["proxy"]
     if method == "fw_hard":
-        return mo.merging.fw_merge(body, pool, cross_entropy, proxy, iterations=config.fw_iterations,
-                                   init_scaling=config.fw_init_scaling, step_size=config.fw_step_size,
-                                   scaling=config.fw_scaling).params
-    return mo.merging.fw_merge(body, pool, cross_entropy, proxy, mode="soft", soft_objective=entropy_objective,
-                               soft_data=unlabelled, soft_steps=soft["steps"],
-                               soft_learning_rate=soft["learning_rate"], soft_init=soft["init"]).params
+        result = m.fw_merge(body, pool, cross_entropy, proxy, iterations=config.fw_iterations,
+                            init_scaling=config.fw_init_scaling, step_size=config.fw_step_size,
+                            scaling=config.fw_scaling)
+        picked = [names[i] for i in result.selected[:, 0]]  # task granularity: one candidate per iteration
+        return result.params, {"iterations": len(result.gaps), "gaps": result.gaps.tolist(),
+                               "proxy_losses": result.losses.tolist(), "picked": picked}
+    result = m.fw_merge(body, pool, cross_entropy, proxy, mode="soft", soft_objective=entropy_objective,
+                        soft_data=seed_data["unlabelled"], soft_steps=config.soft_steps,
+                        soft_learning_rate=config.soft_learning_rate, soft_init=config.soft_init)
+    # The soft mode is one LMO pass at theta_pre (one pick per target task), then AdaMerging over the picks.
+    return result.params, {"iterations": 1, "gaps": [], "picked": [names[i] for i in result.selected]}
 
 
-def run_seed(config, seed: int, workdir: str, progress: Progress) -> dict[int, dict[str, float]]:
-    """{pool size: {method: average target accuracy}} for one seed, reusing a finished run."""
-    logdir = os.path.join(workdir, f"seed_{seed}")
-    history = harness.read_history(logdir)
-    done = {r["step"]: {m: r[f"accuracy/{m}"] for m in config.methods} for r in history
-            if all(f"accuracy/{m}" in r for m in config.methods)}
-    if set(config.pool_sizes) <= set(done):
-        progress.update(progress.step + len(config.pool_sizes))
-        return {n: done[n] for n in config.pool_sizes}
-    body, head, pool, proxy, test = build_seed(config, seed, logdir)
-    unlabelled = {"x": test["x"], "head": head}
-    evaluate = jax.jit(lambda b: accuracies(b, head, test["x"], test["y"]))
-    writer = harness.MetricWriter(logdir)
-    results = {}
-    try:
+def is_relevant(name: str) -> bool:
+    kind = next(spec[0] for spec in CANDIDATES if spec[1] == name)
+    return kind in ("expert", "extra")
+
+
+class Experiment:
+    """run_one for the protocol: builds (or reads) each seed's pool once and merges from it."""
+
+    def __init__(self, config, root: str):
+        self.config, self.root, self.seeds = config, root, {}
+
+    def seed_data(self, seed: int) -> dict:
+        if seed not in self.seeds:
+            data = build_pool(self.config, seed, os.path.join(self.root, "pools", f"seed{seed}.npz"))
+            _, proxy, test = splits(self.config, seed)
+            head = data["head"]
+            data["proxy"] = [{"x": transform(t, proxy["x"], seed), "y": proxy["y"], "head": head} for t in TARGETS]
+            data["proxy_x"] = np.stack([d["x"] for d in data["proxy"]])
+            data["proxy_y"] = proxy["y"]
+            data["test_x"] = np.stack([transform(t, test["x"], seed) for t in TARGETS])
+            data["test_y"] = test["y"]
+            data["unlabelled"] = {"x": data["test_x"], "head": head}
+            self.seeds = {seed: data}  # one seed in memory at a time
+        return self.seeds[seed]
+
+    def __call__(self, arm: str, settings: dict, seed: int, rundir: str) -> dict:
+        method, n = arm.split("@")
+        data = self.seed_data(seed)
+        merged, diagnostics = merge(method, settings, self.config, data, int(n), jax.random.key(seed))
+        head = data["head"]
+        selection = float(jnp.mean(accuracies(merged, head, data["proxy_x"], data["proxy_y"])))
+        test = np.asarray(accuracies(merged, head, data["test_x"], data["test_y"]), np.float64)
+        report = {"accuracy": float(test.mean()), **{f"accuracy/{t}": float(a) for t, a in zip(TARGETS, test)}}
+        if diagnostics is not None:
+            report["relevant_picks"] = float(np.mean([is_relevant(p) for p in diagnostics["picked"]]))
+            if diagnostics["gaps"]:
+                report["fw_gap"] = float(diagnostics["gaps"][-1])
+            os.makedirs(rundir, exist_ok=True)
+            with open(os.path.join(rundir, "fw.json"), "w") as f:
+                json.dump(diagnostics, f)
+        return {"selection": {"accuracy": selection}, "report": report}
+
+
+def arms(config) -> dict[str, protocol.Arm]:
+    out = {}
+    for method in config.methods:
         for n in config.pool_sizes:
-            candidates = mo.merging.Subset(pool, range(n))
-            results[n] = {}
-            for method in config.methods:
-                merged = merge(method, config, body, candidates, proxy, unlabelled, jax.random.key(seed))
-                results[n][method] = float(jnp.mean(evaluate(merged)))
-            writer.write(n, {f"accuracy/{m}": a for m, a in results[n].items()})
-            progress.update(progress.step + 1, {"fw_soft": results[n].get("fw_soft", 0.0)})
-    finally:
-        writer.close()
-    return results
+            if method in TUNED:
+                grid = {k: list(v) for k, v in config.grids[method].items()}
+                bounds = {k: b for k, b in BOUNDS.items() if k in grid}
+                if method == "della":  # MagPrune needs epsilon < density <= 1 - epsilon
+                    bounds["density"] = (2 * config.della_epsilon, 1 - config.della_epsilon)
+                out[f"{method}@{n}"] = protocol.Arm(grid=grid, bounds=bounds)
+            else:
+                out[f"{method}@{n}"] = protocol.Arm()
+    return out
 
 
 def run(config, workdir: str) -> dict[str, float]:
     validate(config)
-    seeds = [config.seed + s for s in range(config.num_seeds)]
-    progress = Progress("merging", 0, len(seeds) * len(config.pool_sizes))
-    try:
-        per_seed = {seed: run_seed(config, seed, workdir, progress) for seed in seeds}
-    finally:
-        progress.close()
-    summary = {}
-    for n in config.pool_sizes:
-        for method in config.methods:
-            values = np.array([per_seed[s][n][method] for s in seeds])
-            summary[f"{method}/pool_{n}/accuracy"] = float(values.mean())
-            summary[f"{method}/pool_{n}/accuracy_std"] = float(values.std())
-    harness.write_summary(workdir, summary)
-    write_results(workdir, config, summary, per_seed)
-    plot(workdir, config, summary)
-    return summary
+    root = os.path.join(workdir, "protocol", protocol.config_hash(config))
+    results = protocol.compare(config, arms(config), Experiment(config, root), select_on="accuracy", minimize=False,
+                               workdir=workdir)
+    results["fw"] = {}
+    for arm, found in results["arms"].items():
+        if arm.split("@")[0] in FW:
+            rundir = os.path.join(root, arm, protocol.settings_key(found["chosen"]))
+            results["fw"][arm] = {}
+            for seed in found["seeds"]:
+                with open(os.path.join(rundir, f"seed{seed}", "fw.json")) as f:
+                    results["fw"][arm][str(seed)] = json.load(f)
+    results["candidates"] = [{"kind": k, "name": n} for k, n, _, _ in CANDIDATES]
+    protocol.write(workdir, results, title="Merging: average target accuracy (report split)",
+                   extra_text=tables(config, results))
+    plot(workdir, config, results)
+    return {f"{arm}/accuracy": a["metrics"]["accuracy"]["mean"] for arm, a in results["arms"].items()}
 
 
-def table(config, summary) -> str:
-    """Markdown: one row per method, average target accuracy (%) mean +- std per pool size."""
+# ----- tables and plot (generated from the results) ---------------------------------------------
+def _cell(summary) -> str:
+    lo, hi = summary["ci95"]
+    half = (hi - lo) / 2
+    return f"{100 * summary['mean']:.1f} ± {100 * half:.1f}" if np.isfinite(half) else f"{100 * summary['mean']:.1f}"
+
+
+def tables(config, results) -> str:
+    """Markdown: average target accuracy (%) per method and pool size; FusionBench-style per-task
+    accuracies and their average at the largest pool; FW picks."""
+    arms_ = results["arms"]
     sizes = list(config.pool_sizes)
-    lines = ["| method | " + " | ".join(f"{n} candidates" for n in sizes) + " |",
-             "|---|" + "---|" * len(sizes)]
+    lines = ["", "#### Average accuracy (%) over the 4 targets against pool size (mean ± 95% half-width)", "",
+             "| method | " + " | ".join(f"{n} candidates" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
     for method in config.methods:
-        cells = [f"{100 * summary[f'{method}/pool_{n}/accuracy']:.1f} +- "
-                 f"{100 * summary[f'{method}/pool_{n}/accuracy_std']:.1f}" for n in sizes]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(f"| {method} | " + " | ".join(_cell(arms_[f"{method}@{n}"]["metrics"]["accuracy"])
+                                                  for n in sizes) + " |")
+    large = max(sizes)
+    lines += ["", f"#### Per-task accuracy (%) at {large} candidates (FusionBench-style, avg = the average)", "",
+              "| method | " + " | ".join(TARGETS) + " | avg |", "|---|" + "---|" * (len(TARGETS) + 1)]
+    for method in config.methods:
+        metrics = arms_[f"{method}@{large}"]["metrics"]
+        cells = [f"{100 * metrics[f'accuracy/{t}']['mean']:.1f}" for t in TARGETS]
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {100 * metrics['accuracy']['mean']:.1f} |")
+    if results["fw"]:
+        lines += ["", "#### FW-Merging diagnostics (per seed: iterations, final FW gap, candidates picked)", ""]
+        for arm, per_seed in results["fw"].items():
+            for seed, d in per_seed.items():
+                gap = f", final gap {d['gaps'][-1]:.3g}" if d["gaps"] else ""
+                lines.append(f"- {arm} seed {seed}: {d['iterations']} iteration(s){gap}; picked {', '.join(d['picked'])}")
+    return "\n".join(lines) + "\n"
 
 
-def verdict(config, summary) -> str:
-    """Whether the run shows the paper's irrelevant-model effect: FW-soft within 2 points from the
-    smallest to the largest pool while task arithmetic loses at least 10 (paper: 74.1 -> 74.2
-    and 70.3 -> 21.2 from 4 to 20 candidates)."""
-    small, large = min(config.pool_sizes), max(config.pool_sizes)
-    if not {"fw_soft", "task_arithmetic"} <= set(config.methods) or small == large:
-        return "The claim needs fw_soft, task_arithmetic and two pool sizes; not checked."
-    change = {m: 100 * (summary[f"{m}/pool_{large}/accuracy"] - summary[f"{m}/pool_{small}/accuracy"])
-              for m in ("fw_soft", "task_arithmetic")}
-    agrees = abs(change["fw_soft"]) <= 2 and change["task_arithmetic"] <= -10
-    return (f"From {small} to {large} candidates FW-soft changes by {change['fw_soft']:+.1f} points and task "
-            f"arithmetic by {change['task_arithmetic']:+.1f} (paper, 4 to 20: +0.1 and -49.1): "
-            f"{'agrees with' if agrees else 'does not show'} the paper's claim.")
-
-
-def write_results(workdir: str, config, summary, per_seed) -> None:
-    text = (f"Average test accuracy over the 4 target tasks, {config.num_seeds} seed(s)\n\n"
-            f"{table(config, summary)}\n\n{verdict(config, summary)}")
-    per_seed = {str(s): {str(n): r for n, r in v.items()} for s, v in per_seed.items()}
-    harness.write_results(workdir, text, {"per_seed": per_seed, "summary": summary})
-
-
-def plot(workdir: str, config, summary) -> str:
-    """Average target accuracy against the pool size, one line per method (error bars: std)."""
+def plot(workdir: str, config, results) -> str:
+    """Average target accuracy against the pool size, one line per method (error bars: 95% CI)."""
     sizes = list(config.pool_sizes)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in config.methods:
-        mean = [summary[f"{method}/pool_{n}/accuracy"] for n in sizes]
-        std = [summary[f"{method}/pool_{n}/accuracy_std"] for n in sizes]
-        ax.errorbar(sizes, mean, yerr=std, marker="o", capsize=3, label=method)
-    ax.set_xlabel("candidates in the pool (4 relevant)")
-    ax.set_ylabel("average target accuracy")
-    ax.set_xticks(sizes)
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    colors = plt.get_cmap("tab20").colors
+    for i, method in enumerate(config.methods):
+        summaries = [results["arms"][f"{method}@{n}"]["metrics"]["accuracy"] for n in sizes]
+        mean = np.array([s["mean"] for s in summaries])
+        half = np.array([(s["ci95"][1] - s["ci95"][0]) / 2 for s in summaries])
+        style = dict(linewidth=2.5, color="black" if method == "fw_soft" else "red") if method in FW else dict(
+            linewidth=1, alpha=0.85, color=colors[i % len(colors)])
+        ax.errorbar(sizes, mean, yerr=np.where(np.isfinite(half), half, 0), marker="o", capsize=3, label=method,
+                    **style)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.set_xlabel("candidates in the pool (4 target experts + hard distractors)")
+    ax.set_ylabel("average target accuracy (test)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     path = os.path.join(workdir, PLOT)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

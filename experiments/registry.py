@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 
 EXPERIMENTS = {
+    "copy_memory": "experiments.copy_memory",
     "quickstart": "experiments.quickstart",
     "char_lm": "experiments.char_lm",
     "merging": "experiments.merging",

@@ -1,8 +1,11 @@
 """The README's example runs as written and reaches the optimum it claims."""
+import importlib
 import os
 import re
 import subprocess
 import sys
+
+from experiments import registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,3 +39,14 @@ def test_readme_flax_section_trains_nnx_and_linen_models_on_their_manifolds():
         first, last, feasibility = map(float, numbers.split())
         assert last < 0.8 * first, name
         assert feasibility < 1e-5, name
+
+
+def test_readme_first_command_runs_a_registered_experiment_config():
+    """The first command (the main job) names a config file and a workdir, and the config's
+    experiment is registered, so the command works as written."""
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    first = re.search(r"```bash\n(.*?)```", readme, re.S).group(1)
+    match = re.search(r"-m experiments\.run --config configs/(\w+)\.py --workdir \S+", first)
+    assert match, first
+    config = importlib.import_module(f"configs.{match.group(1)}").get_config()
+    assert config.experiment in registry.EXPERIMENTS

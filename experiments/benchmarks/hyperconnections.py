@@ -35,7 +35,7 @@ def step_times(config, repeats):
     for mixer in config.mixers:
         for dynamic in ((False,) if mixer == "identity" else (False, True)):
             cfg = harness.resolve(config)
-            params, _, _, loss_fn = build(cfg, mixer, cfg.num_layers, cfg.d_model, 0, dynamic=dynamic)
+            params, _, _, loss_fn = build(cfg, mixer, 0, dynamic=dynamic)
             optimizer = optax.adamw(1e-3)
             step = jax.jit(harness.make_update(loss_fn, optimizer))
             state = {"params": params, "opt_state": optimizer.init(params)}
@@ -64,7 +64,7 @@ def main():
     config = hc_config.get_config()
     config.quick = args.quick
     config = harness.resolve(config)
-    print(f"device: {jax.devices()[0].device_kind}; model: {config.num_layers} layers, d = {config.d_model}, "
+    print(f"device: {jax.devices()[0].device_kind}; model: one tied layer x {config.recursions} recursions, d = {config.d_model}, "
           f"batch {config.batch_size}, n = {config.n_streams}")
     times = step_times(config, args.repeats)
     base = times[("identity", False)]

@@ -22,13 +22,16 @@ import time
 BENCHMARKS = {
     "orthogonalize": ([], ["--d-model", "128", "--repeats", "1"]),
     "sharded_orthogonalize": (["--d-model", "1024", "--layers", "16"], ["--d-model", "64", "--repeats", "1"]),
+    "gram_newton_schulz": ([], ["--m", "64", "--repeats", "1"]),
     "retractions": ([], []),
     "orthogonal_dense": ([], ["--quick"]),
     "orthogonal_gradient": ([], ["--quick"]),
     "solvers_vs_pymanopt": ([], ["--quick"]),
+    "solvers_tight_tolerance": ([], ["--n", "100", "--p", "5"]),
     "frank_wolfe": ([], ["--simplex-n", "1000", "--completion-n", "50", "--birkhoff-n", "20", "--max-iterations", "50"]),
     "hyperconnections": ([], ["--quick", "--repeats", "1"]),
     "merging": ([], ["--quick"]),
+    "rebasin": ([], []),
     "scaling": ([], ["--batch_size", "32"]),
 }
 RATIO = re.compile(r"ratio|speed-?up|\bx\b|×", re.I)

@@ -2,27 +2,43 @@
 trees that say which parameters live on which manifold (tree.py, params.py)."""
 from manifold_opt.manifolds.base import Manifold
 from manifold_opt.manifolds.birkhoff import Birkhoff
+from manifold_opt.manifolds.complex_circle import ComplexCircle
 from manifold_opt.manifolds.euclidean import Euclidean
-from manifold_opt.manifolds.grassmann import Grassmann
+from manifold_opt.manifolds.fixed_rank import FixedRankEmbedded
+from manifold_opt.manifolds.grassmann import ComplexGrassmann, Grassmann
+from manifold_opt.manifolds.hyperbolic import Hyperboloid, PoincareBall
 from manifold_opt.manifolds.oblique import Oblique
 from manifold_opt.manifolds.orthogonal import OrthogonalGroup
 from manifold_opt.manifolds.params import partition_labels, project_params
+from manifold_opt.manifolds.positive import Positive
 from manifold_opt.manifolds.product import Product
+from manifold_opt.manifolds.psd import Elliptope, PSDFixedRank, PSDFixedRankComplex
 from manifold_opt.manifolds.spd import SymmetricPositiveDefinite
 from manifold_opt.manifolds.sphere import Sphere
 from manifold_opt.manifolds.stiefel import Stiefel
+from manifold_opt.manifolds.symmetric import SymmetricEuclidean
 from manifold_opt.manifolds.tree import check_manifold_tree, manifold_tree, map_manifold_tree
 
 __all__ = [
     "Birkhoff",
+    "ComplexCircle",
+    "ComplexGrassmann",
+    "Elliptope",
     "Euclidean",
+    "FixedRankEmbedded",
     "Grassmann",
+    "Hyperboloid",
     "Manifold",
     "Oblique",
     "OrthogonalGroup",
+    "PSDFixedRank",
+    "PSDFixedRankComplex",
+    "PoincareBall",
+    "Positive",
     "Product",
     "Sphere",
     "Stiefel",
+    "SymmetricEuclidean",
     "SymmetricPositiveDefinite",
     "check_manifold_tree",
     "manifold_tree",

@@ -12,6 +12,11 @@ def transpose(a: jax.Array) -> jax.Array:
     return jnp.swapaxes(a, -1, -2)
 
 
+def adjoint(a: jax.Array) -> jax.Array:
+    """Conjugate transpose a^H (the transpose for real a)."""
+    return jnp.conj(transpose(a))
+
+
 def sym(a: jax.Array) -> jax.Array:
     """(a + a^T) / 2."""
     return (a + transpose(a)) / 2
@@ -29,20 +34,23 @@ def weingarten_orthonormal(x: jax.Array, egrad: jax.Array, ehvp: jax.Array, u: j
 
 
 def orthonormality_error(x: jax.Array) -> jax.Array:
-    """||X^T X - I||_F per matrix."""
+    """||X^H X - I||_F per matrix."""
     eye = jnp.eye(x.shape[-1], dtype=x.dtype)
-    return jnp.linalg.norm(transpose(x) @ x - eye, axis=(-2, -1))
+    return jnp.linalg.norm(adjoint(x) @ x - eye, axis=(-2, -1))
 
 
 def qr_positive(a: jax.Array) -> jax.Array:
-    """Q factor of the thin QR a = QR normalized so that diag(R) > 0 (unique for full rank a).
+    """Q factor of the thin QR a = QR normalized so that diag(R) > 0 (unique for full rank a;
+    real or complex: the columns of Q are multiplied by the phases d / |d| of d = diag(R)).
 
     The sign fix makes the QR retraction a smooth map (and Q of a Gaussian matrix Haar
     distributed; Mezzadri 2007).
     """
     q, r = jnp.linalg.qr(a)
     d = jnp.diagonal(r, axis1=-2, axis2=-1)
-    return q * jnp.where(d < 0, -1, 1).astype(q.dtype)[..., None, :]
+    magnitude = jnp.abs(d)
+    phase = jnp.where(magnitude > 0, d / jnp.where(magnitude > 0, magnitude, 1), 1)
+    return q * phase.astype(q.dtype)[..., None, :]
 
 
 def polar_by_gram(a: jax.Array) -> jax.Array:

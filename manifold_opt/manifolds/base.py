@@ -75,11 +75,12 @@ class Manifold:
         return self.proj(x, egrad)
 
     def inner(self, x: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
-        """<u, v>_x, one value per point (shape batch_shape)."""
+        """<u, v>_x, one value per point (shape batch_shape); Re sum(conj(u) v) for complex
+        arrays (the real inner product of C^n = R^2n)."""
         self.check_point(x)
         self.check_point(u, "u")
         self.check_point(v, "v")
-        return jnp.sum(u * v, axis=self._axes())
+        return jnp.real(jnp.sum(jnp.conj(u) * v, axis=self._axes()))
 
     def norm(self, x: jax.Array, u: jax.Array) -> jax.Array:
         return jnp.sqrt(jnp.maximum(self.inner(x, u, u), 0.0))
@@ -142,6 +143,15 @@ def check_positive_int(owner: str, name: str, value) -> int:
     if value < 1:
         raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
     return value
+
+
+def check_complex_dtype(owner: str, dtype):
+    """`dtype` as a NumPy dtype (None: JAX's default complex dtype, complex128 with x64 on), or a
+    ValueError naming `owner`'s random_point argument unless it is complex64 or complex128."""
+    dtype = np.dtype(jax.dtypes.canonicalize_dtype(np.complex128) if dtype is None else dtype)
+    if dtype not in (np.complex64, np.complex128):
+        raise ValueError(f"{owner}.random_point: dtype must be complex64 or complex128, got {dtype}")
+    return dtype
 
 
 def check_option(owner: str, name: str, value, allowed) -> None:

@@ -1,4 +1,6 @@
-"""The Grassmann manifold Gr(n, p) of p-dimensional subspaces of R^n (Edelman et al. 1998).
+"""The Grassmann manifold Gr(n, p) of p-dimensional subspaces of R^n (Edelman et al. 1998), and
+the complex Grassmannian of subspaces of C^n (the same formulas with X^H for X^T, the metric
+Re tr(U^H V)).
 
 A subspace is represented by an n x p orthonormal basis X; tangent vectors are horizontal
 (X^T U = 0), so proj(X, U) = (I - X X^T) U, and the metric is tr(U^T V). Closed forms, with
@@ -22,8 +24,8 @@ import jax
 import jax.numpy as jnp
 
 from manifold_opt import linalg
-from manifold_opt.manifolds._matrix import orthonormality_error, qr_positive, transpose
-from manifold_opt.manifolds.base import Manifold, check_positive_int
+from manifold_opt.manifolds._matrix import adjoint, orthonormality_error, qr_positive, transpose
+from manifold_opt.manifolds.base import Manifold, check_complex_dtype, check_positive_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +36,11 @@ class Grassmann(Manifold):
     p: int
 
     def __post_init__(self):
-        n = check_positive_int("Grassmann", "n", self.n)
-        p = check_positive_int("Grassmann", "p", self.p)
+        owner = type(self).__name__
+        n = check_positive_int(owner, "n", self.n)
+        p = check_positive_int(owner, "p", self.p)
         if p > n:
-            raise ValueError(f"Grassmann: p must be <= n, got p={p} > n={n}")
+            raise ValueError(f"{owner}: p must be <= n, got p={p} > n={n}")
         object.__setattr__(self, "n", n)
         object.__setattr__(self, "p", p)
 
@@ -55,7 +58,7 @@ class Grassmann(Manifold):
     def proj(self, x, u):
         self.check_point(x)
         self.check_point(u, "u")
-        return u - x @ (transpose(x) @ u)
+        return u - x @ (adjoint(x) @ u)
 
     def retract(self, x, u):
         """Q factor of X + U (diag(R) > 0): a representative of span(X + U)."""
@@ -75,13 +78,13 @@ class Grassmann(Manifold):
         self.check_point(x)
         self.check_point(u, "u")
         q, s, vh = jnp.linalg.svd(u, full_matrices=False)
-        y = (x @ transpose(vh)) * jnp.cos(s)[..., None, :] @ vh + q * jnp.sin(s)[..., None, :] @ vh
+        y = (x @ adjoint(vh)) * jnp.cos(s)[..., None, :] @ vh + q * jnp.sin(s)[..., None, :] @ vh
         return qr_positive(y)
 
     def log(self, x, y):
         self.check_point(x)
         self.check_point(y, "y")
-        xty = transpose(x) @ y
+        xty = adjoint(x) @ y
         horizontal = y - x @ xty
         # horizontal (X^T Y)^{-1}, as a solve with the transposed system
         m = transpose(jnp.linalg.solve(transpose(xty), transpose(horizontal)))
@@ -94,4 +97,17 @@ class Grassmann(Manifold):
 
     def ehess_to_rhess(self, x, egrad, ehvp, u):
         self.check_points(x=x, egrad=egrad, ehvp=ehvp, u=u)
-        return self.proj(x, ehvp) - u @ (transpose(x) @ egrad)
+        return self.proj(x, ehvp) - u @ (adjoint(x) @ egrad)
+
+
+@dataclasses.dataclass(frozen=True)
+class ComplexGrassmann(Grassmann):
+    """p-dimensional subspaces of C^n, as n x p complex orthonormal representatives (X^H X = I);
+    complex64 / complex128 arrays."""
+
+    @property
+    def dim(self):
+        return 2 * self.p * (self.n - self.p)
+
+    def random_point(self, key, dtype=None, batch_shape=()):
+        return super().random_point(key, check_complex_dtype("ComplexGrassmann", dtype), batch_shape)

@@ -30,9 +30,10 @@ class HyperConnections(nnx.Module):
     "stiefel" | "grassmann" | "spectral_sphere" (sHC). `dim` (d) is needed only when
     `dynamic`. `layer_index` k picks HC's initial branch input stream k mod n. `rank` is the
     grassmann rank p (default n - 1); `sinkhorn_iters`, `implicit_diff` configure birkhoff,
-    `power_iters` the sHC power iteration per call (None: exact, by SVD). Sinkhorn stops at tolerance
-    (1e-6 in float32) or `sinkhorn_iters` sweeps (mHC uses 20, which misses 1e-5 once trained
-    mixers grow sharp; unrolled differentiation always runs all sweeps).
+    `power_iters` sHC's sigma_max (None: exact, by SVD; k: k warm-started power sweeps per
+    call, for large n only, see `mixers`). Sinkhorn stops at tolerance (1e-6 in float32) or
+    `sinkhorn_iters` sweeps (mHC uses 20, which misses 1e-5 once trained mixers grow sharp;
+    unrolled differentiation always runs all sweeps).
     """
 
     def __init__(
@@ -46,7 +47,7 @@ class HyperConnections(nnx.Module):
         rank: int | None = None,
         sinkhorn_iters: int = 1000,
         implicit_diff: bool = True,
-        power_iters: int | None = 2,
+        power_iters: int | None = None,
         riemannian: bool = False,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
@@ -64,7 +65,7 @@ class HyperConnections(nnx.Module):
             self.residual = nnx.Param(spec.point_init(key, param_dtype), manifold=spec.manifold())
         else:
             self.residual = nnx.Param(spec.residual_init(key, param_dtype))
-        if mixer == "spectral_sphere":
+        if mixer == "spectral_sphere" and power_iters is not None:
             self.power_v = PowerIterate(spec.power_init(rngs.params(), param_dtype))
         if dynamic:
             self.phi_pre = nnx.Param(jnp.zeros((n * dim, n), param_dtype))
@@ -75,7 +76,7 @@ class HyperConnections(nnx.Module):
     def _residual(self, raw):
         if self.riemannian:
             return self.spec.from_point(raw)
-        if self.spec.name != "spectral_sphere":
+        if self.spec.name != "spectral_sphere" or self.spec.power_iters is None:
             return self.spec.residual(raw)[0]
         res, self.power_v[...] = self.spec.warm_residual(self.residual[...], raw, self.power_v[...])
         return res

@@ -4,7 +4,8 @@ sharing its mixer functions. Call it with a bound block: `h = self.hc(h, self.bl
 Parameters: 'pre', 'post', 'residual' (and 'phi_pre', 'phi_post', 'phi_res', 'alpha' when
 dynamic); with `riemannian=True` 'residual' is the mixer's point on `spec.manifold()` (linen
 params carry no metadata: build the tree with `mo.manifold_tree(params, {"*/residual": M})`).
-The sHC power iterate lives in the 'power_iteration' collection (updated when it is mutable).
+With `power_iters=k`, the sHC power iterate lives in the 'power_iteration' collection (updated
+when it is mutable).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class HyperConnections(nn.Module):
     rank: int | None = None
     sinkhorn_iters: int = 1000
     implicit_diff: bool = True
-    power_iters: int | None = 2
+    power_iters: int | None = None
     riemannian: bool = False
     param_dtype: Any = jnp.float32
 
@@ -57,7 +58,7 @@ class HyperConnections(nn.Module):
                 raw_pre = dynamic_raw(h, raw_pre, self.param("phi_pre", zeros(n)), alpha[0])
                 raw_post = dynamic_raw(h, raw_post, self.param("phi_post", zeros(n)), alpha[1])
                 raw_res = dynamic_raw(h, raw_res, self.param("phi_res", zeros(n * n)), alpha[2])
-            if spec.name == "spectral_sphere":
+            if spec.name == "spectral_sphere" and spec.power_iters is not None:
                 res = self._spectral_sphere(spec, raw_res)
             else:
                 res = spec.residual(raw_res)[0]

@@ -20,11 +20,12 @@ family maps an unconstrained raw matrix Z to H_res:
   stream subspace spanned by U = the first p columns of cayley(Z - Z^T). It depends on the
   subspace only (a point of Gr(n, p)): symmetric, idempotent, rank p, spectral norm 1; the
   other n - p stream directions are forgotten each layer and refilled by h_post.
-- "spectral_sphere" (sHC): H_res = Z / sigma_max(Z) (negative entries allowed), sigma_max by a
-  warm-started power iteration (`linalg.top_singular`) whose singular vectors are held constant
-  in the derivative (Miyato et al. 2018), so d sigma = u^T dZ v. `power_iters=None` takes the
-  exact pair from an SVD instead (for training loops that do not carry the iterate: near the
-  identity init the singular values are nearly equal and a cold power iteration is slow).
+- "spectral_sphere" (sHC): H_res = Z / sigma_max(Z) (negative entries allowed), the top singular
+  pair (u, v) held constant in the derivative (Miyato et al. 2018), so d sigma = u^T dZ v. By
+  default (`power_iters=None`) the pair is exact, from an SVD: n x n with small n costs nothing
+  next to the layer. `power_iters=k` runs k warm-started power sweeps per call instead
+  (`linalg.top_singular`), for large n only: the iterate lags a fast-moving Z, so sigma_max(H_res)
+  drifts off 1 (3e-3 to 8e-3 during 50 Adam steps at lr 0.1 with k = 2, n = 4).
 
 All constrained families (not HC) use mHC's width maps h_pre = sigmoid(.), h_post = 2 sigmoid(.).
 Nothing here imports Flax: the NNX and linen modules share these functions.
@@ -56,7 +57,7 @@ class MixerSpec:
     rank: int | None = None
     sinkhorn_iters: int = 1000
     implicit_diff: bool = True
-    power_iters: int | None = 2
+    power_iters: int | None = None
     where: str = "HyperConnections"
 
     def __post_init__(self):
@@ -147,8 +148,7 @@ class MixerSpec:
         v = jax.lax.stop_gradient(v)
         if raw.ndim == 2:
             return res, v
-        token_iters = None if self.power_iters is None else TOKEN_POWER_ITERS
-        return dataclasses.replace(self, power_iters=token_iters).residual(raw, v)[0], v
+        return dataclasses.replace(self, power_iters=TOKEN_POWER_ITERS).residual(raw, v)[0], v
 
     def from_point(self, x):
         """H_res from a point of the mixer's manifold: Q (orthogonal) or U (n x p, orthonormal)

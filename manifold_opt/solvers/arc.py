@@ -115,7 +115,7 @@ def arc(
             initial_sigma = 100.0 / manifold.typical_dist
         except (AttributeError, NotImplementedError):
             initial_sigma = 100.0
-    dtype = jnp.result_type(*leaves)
+    dtype = jnp.finfo(jnp.result_type(*leaves)).dtype  # real (float for complex points)
     rho_regularization = 1e3 * jnp.finfo(dtype).eps
 
     def step(it, sigma):

@@ -26,7 +26,8 @@ import jax.numpy as jnp
 
 @dataclasses.dataclass(frozen=True)
 class Cost:
-    """`fn(x) -> scalar` with optional Euclidean derivatives, all JAX-traceable:
+    """`fn(x) -> scalar` with optional Euclidean derivatives, all JAX-traceable (for complex x the
+    gradient df/dRe x + i df/dIm x, the conjugate of what `jax.grad` returns):
     `egrad(x)` (the gradient), `value_and_egrad(x) -> (fn(x), egrad(x))` (used instead of the two
     when given, so they can share work), `ehvp(x, u)` (the Euclidean Hessian applied to u).
     Missing derivatives come from autodiff: of `egrad` for the Hessian when only it is given.
@@ -49,6 +50,16 @@ class Cost:
         return self.fn(x)
 
 
+def _conj_complex(tree):
+    """Complex leaves conjugated: `jax.grad` of a real cost at complex z returns
+    conj(df/dRe z + i df/dIm z), the manifolds take df/dRe z + i df/dIm z (as Pymanopt)."""
+    return jax.tree_util.tree_map(lambda a: jnp.conj(a) if jnp.iscomplexobj(a) else a, tree)
+
+
+def _autodiff_gradient(cost):
+    return lambda x: _conj_complex(jax.grad(cost)(x))
+
+
 def _gradient_function(cost):
     """x -> Euclidean gradient: the cost's own where given, else reverse-mode autodiff."""
     if isinstance(cost, Cost):
@@ -56,7 +67,7 @@ def _gradient_function(cost):
             return cost.egrad
         if cost.value_and_egrad is not None:
             return lambda x: cost.value_and_egrad(x)[1]
-    return jax.grad(cost)
+    return _autodiff_gradient(cost)
 
 
 def euclidean_value_and_grad(cost, x):
@@ -66,7 +77,8 @@ def euclidean_value_and_grad(cost, x):
             return cost.value_and_egrad(x)
         if cost.egrad is not None:
             return cost(x), cost.egrad(x)
-    return jax.value_and_grad(cost)(x)
+    value, grad = jax.value_and_grad(cost)(x)
+    return value, _conj_complex(grad)
 
 
 def euclidean_grad_and_hvp(cost, x):

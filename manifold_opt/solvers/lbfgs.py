@@ -42,8 +42,8 @@ class Memory(NamedTuple):
     gamma: jax.Array  # <s, y> / <y, y> of the newest pair
 
 
-def empty_memory(x, size: int, dtype) -> Memory:
-    zeros = tmap(lambda a: jnp.zeros((size,) + a.shape, a.dtype), x)
+def empty_memory(tangent, size: int, dtype) -> Memory:
+    zeros = tmap(lambda a: jnp.zeros((size,) + a.shape, a.dtype), tangent)
     return Memory(zeros, zeros, jnp.zeros((size,), dtype), jnp.int32(0), jnp.int32(size - 1), jnp.ones([], dtype))
 
 
@@ -148,6 +148,6 @@ def lbfgs(
         return common.advance(manifold, it, y, fy, gy, accepted=~failed, stuck=stuck), new
 
     it = common.start(cost, manifold, x0, log, max_iterations, project_x0)
-    result, _ = common.run(step, it, empty_memory(it.x, size, it.grad_norm.dtype), max_iterations, tolerance,
+    result, _ = common.run(step, it, empty_memory(it.grad, size, it.grad_norm.dtype), max_iterations, tolerance,
                            cost_tolerance)
     return result

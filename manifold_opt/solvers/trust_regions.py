@@ -123,10 +123,10 @@ def trust_regions(
     if max_inner_iterations is None:
         max_inner_iterations = sum(math.prod(leaf.shape) for leaf in leaves)
     if max_radius is None:
-        max_radius = jnp.sqrt(sum(jnp.sum(leaf**2) for leaf in leaves))
+        max_radius = jnp.sqrt(sum(jnp.sum(jnp.abs(leaf) ** 2) for leaf in leaves))
     if initial_radius is None:
         initial_radius = max_radius / 8.0
-    dtype = jnp.result_type(*leaves)
+    dtype = jnp.finfo(jnp.result_type(*leaves)).dtype  # real (float for complex points)
     rho_regularization = 1e3 * jnp.finfo(dtype).eps
     min_radius = jnp.finfo(dtype).eps * max_radius
 

@@ -28,9 +28,8 @@ import optax
 
 def _check_pair(name: str, updates, size: int | None = 2):
     """The gradients of a tuple/list of pytrees with one structure (ValueError otherwise). A
-    mapping keyed 0..K-1 counts as that tuple: `nnx.Optimizer.update(model, (g_1, g_2))` hands
-    the transform the tuple as an `nnx.State` {0: g_1, 1: g_2}."""
-    if isinstance(updates, Mapping) and set(updates) == set(range(len(updates))):
+    mapping with keys 0 .. K-1 (what nnx.Optimizer.update makes of a tuple) is read as a tuple."""
+    if isinstance(updates, Mapping) and set(updates.keys()) == set(range(len(updates))):
         updates = tuple(updates[i] for i in range(len(updates)))
     if not isinstance(updates, (tuple, list)) or (size is not None and len(updates) != size) or len(updates) < 2:
         what = "a pair (g_forward, g_backward) of pytrees" if size == 2 else "a tuple of at least 2 gradient pytrees"

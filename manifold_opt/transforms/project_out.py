@@ -33,8 +33,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from manifold_opt.manifolds.tree import is_param_wrapper, path_to_str
-from manifold_opt.transforms.matrix_params import from_matrices, resolve_dimension_numbers, to_matrices
+from manifold_opt.transforms.matrix_params import (
+    from_matrices,
+    ndim2_dimension_numbers,
+    path_names,
+    resolve_dimension_numbers,
+    to_matrices,
+)
 
 SIDES = ("input", "output", "both")
 
@@ -44,6 +49,12 @@ class ProjectOutState(NamedTuple):
     side and for the leaves that are not matrices."""
     input: optax.Params | None
     output: optax.Params | None
+
+
+def _default_dims(weight_dimension_numbers):
+    """project_out protects every 2-D leaf unless told otherwise (output heads included: the
+    Muon role rule, which skips them, is not the default here)."""
+    return ndim2_dimension_numbers if weight_dimension_numbers is None else weight_dimension_numbers
 
 
 def _is_state(x) -> bool:
@@ -149,7 +160,7 @@ def project_out(bases=None, *, side: str = "input", max_rank: int | None = None,
         raise ValueError(f"project_out: max_rank must be a positive int or None, got {max_rank!r}")
 
     def init_fn(params):
-        dims = resolve_dimension_numbers(params, weight_dimension_numbers)
+        dims = resolve_dimension_numbers(params, _default_dims(weight_dimension_numbers))
         sides = {"input": (0,), "output": (1,), "both": (0, 1)}[side]
         zeros = [_zero_bases(params, dims, s, max_rank) if s in sides else None for s in (0, 1)]
         if bases is not None:
@@ -173,7 +184,7 @@ def project_out(bases=None, *, side: str = "input", max_rank: int | None = None,
 
     def update_fn(updates, state, params=None):
         del params
-        dims = resolve_dimension_numbers(updates, weight_dimension_numbers)
+        dims = resolve_dimension_numbers(updates, _default_dims(weight_dimension_numbers))
 
         def project(u, d, left, right):
             if d is None:
@@ -193,94 +204,73 @@ def project_out(bases=None, *, side: str = "input", max_rank: int | None = None,
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _unwrap(node):
-    """The array (or None) inside a wrapper node such as nnx.Optimizer's OptVariable."""
-    leaves = jax.tree.leaves(node)
-    return leaves[0] if leaves else None
+def _by_names(tree) -> dict:
+    """{parameter path names: leaf} of a pytree's non-None leaves (a Flax Variable's `.value`
+    is not part of the path, so nnx states, linen dicts and plain dicts match by name)."""
+    flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is None)[0]
+    return {path_names(path): x for path, x in flat if x is not None}
 
 
-def _node(x) -> bool:
-    return x is None or is_param_wrapper(x)
-
-
-def _map_bases(name: str, one, bases, samples):
-    """`one(basis, sample)` on every basis leaf, the sample looked up by its '/' path in
-    `samples` (leaves missing there count as None). The bases may sit inside wrappers (the
-    opt_state of nnx.Optimizer), which are kept."""
-    flat = jax.tree_util.tree_flatten_with_path(samples, is_leaf=_node)[0]
-    by_path = {path_to_str(p): _unwrap(x) for p, x in flat}
-    paths = set()
-
-    def leaf(path, basis):
-        paths.add(path_to_str(path))
-        new = one(_unwrap(basis), by_path.get(path_to_str(path)))
-        return jax.tree.map(lambda _: new, basis) if is_param_wrapper(basis) else new
-
-    out = jax.tree_util.tree_map_with_path(leaf, bases, is_leaf=_node)
-    unknown = sorted(p for p in set(by_path) - paths if by_path[p] is not None)
-    if unknown:
-        raise ValueError(f"{name}: samples given for {unknown}, which are not params of the project_out state")
-    return out
-
-
-def _grow(name: str, opt_state, samples_for, threshold, max_new_for):
-    """Replace every ProjectOutState in `opt_state` by one with grown bases."""
+def _grow(name: str, opt_state, samples, threshold, max_new_for, sides=(0, 1), strict: bool = False):
+    """Replace every ProjectOutState in `opt_state` (an optax state, or nnx.Optimizer's
+    opt_state) by one whose bases on `sides` grew from samples[side][path names] (n, m).
+    `strict`: samples given for a leaf that no state protects on those sides are a ValueError."""
     _check_fraction(f"{name}: threshold", threshold)
-    found = []
+    found, used = [], set()
+
+    def one(path, basis, side_index):
+        x = samples[side_index].get(path_names(path))
+        if basis is None or x is None:
+            return basis
+        used.add((side_index, path_names(path)))
+        x = jnp.asarray(x)
+        if x.ndim == 2:
+            x = jnp.broadcast_to(x, (basis.shape[0],) + x.shape)
+        if x.ndim != 3 or x.shape[0] != basis.shape[0] or x.shape[1] != basis.shape[1]:
+            raise ValueError(
+                f"{name}: samples of shape {x.shape} for {'/'.join(path_names(path))} do not fit its protected "
+                f"basis of shape {basis.shape}; expected (n, m) or ({basis.shape[0]}, n, m) with n = {basis.shape[1]}"
+            )
+        return extend_basis(basis, x, threshold, max_new_for(basis.shape[1]))
 
     def grow_state(state):
         if not _is_state(state):
             return state
         found.append(state)
-        grown = []
-        for side_index, bases in enumerate(state):
-            if bases is None:
-                grown.append(None)
-                continue
-            samples = samples_for(side_index, bases)
-
-            def one(basis, x):
-                if basis is None or x is None:
-                    return basis
-                x = jnp.asarray(x)
-                if x.ndim == 2:
-                    x = jnp.broadcast_to(x, (basis.shape[0],) + x.shape)
-                if x.ndim != 3 or x.shape[0] != basis.shape[0] or x.shape[1] != basis.shape[1]:
-                    raise ValueError(
-                        f"{name}: samples of shape {x.shape} do not fit a protected basis of shape "
-                        f"{basis.shape}; expected (n, m) or ({basis.shape[0]}, n, m) with n = {basis.shape[1]}"
-                    )
-                return extend_basis(basis, x, threshold, max_new_for(basis.shape[1]))
-
-            grown.append(_map_bases(name, one, bases, samples))
-        return ProjectOutState(*grown)
+        return ProjectOutState(*(
+            bases if bases is None or side_index not in sides else jax.tree_util.tree_map_with_path(
+                lambda path, b, i=side_index: one(path, b, i), bases, is_leaf=lambda x: x is None)
+            for side_index, bases in enumerate(state)))
 
     out = jax.tree.map(grow_state, opt_state, is_leaf=_is_state)
     if not found:
         raise ValueError(f"{name}: opt_state holds no project_out state")
+    unused = [(i, names) for i in sides for names in samples[i] if (i, names) not in used]
+    if strict and unused:
+        raise ValueError(
+            f"{name}: samples are given for {', '.join('/'.join(n) for _, n in unused)}, which no project_out state "
+            f"protects on the {SIDES[unused[0][0]]} side (see project_out's side and weight_dimension_numbers)"
+        )
     return out
 
 
 def protect_from_inputs(opt_state, inputs, *, threshold: float = 0.98, side: str = "input"):
-    """GPM / FOT: grow the protected bases of every project_out state in `opt_state` from
-    representations collected on the finished task.
+    """GPM / FOT: grow the protected bases of every project_out state in `opt_state` (an optax
+    state or nnx.Optimizer's opt_state) from representations collected on the finished task.
 
-    `inputs`: a pytree over the params whose matrix leaves hold (num_samples, n) or
-    (batch, num_samples, n) samples (layer inputs for side "input", n = fan_in in the matrix
-    view's row order; layer outputs for side "output"), None to leave a leaf unchanged.
+    `inputs`: a pytree keyed like the params (nested dicts, an nnx State, linen params) whose
+    leaves hold (num_samples, n) or (batch, num_samples, n) samples (layer inputs for side
+    "input", n = fan_in in the matrix view's row order; layer outputs for side "output"); leaves
+    left out (or None) are unchanged. Samples for a leaf that is not protected on `side` are a
+    ValueError, never silently dropped.
     """
     _check_side("protect_from_inputs", side)
     if side == "both":
         raise ValueError("protect_from_inputs: side must be 'input' or 'output' (call once per side)")
     wanted = SIDES.index(side)
-
-    def samples_for(side_index, bases):
-        if side_index != wanted:
-            return None
-        return jax.tree.map(lambda x: None if x is None else jnp.swapaxes(jnp.asarray(x), -1, -2), inputs,
-                            is_leaf=lambda x: x is None)
-
-    return _grow("protect_from_inputs", opt_state, samples_for, threshold, lambda n: None)
+    given = {names: jnp.swapaxes(jnp.asarray(x), -1, -2) for names, x in _by_names(inputs).items()}
+    samples = [given if i == wanted else {} for i in (0, 1)]
+    return _grow("protect_from_inputs", opt_state, samples, threshold, lambda n: None, sides=(wanted,), strict=True)
 
 
 def protect_from_weights(opt_state, params, *, threshold: float = 0.98, rank_fraction: float | None = None,
@@ -289,17 +279,11 @@ def protect_from_weights(opt_state, params, *, threshold: float = 0.98, rank_fra
     doc) on every side a project_out state in `opt_state` protects. `weight_dimension_numbers`
     must be the one given to project_out."""
     _check_fraction("protect_from_weights: rank_fraction", rank_fraction, allow_none=True)
-    params = jax.tree.map(_unwrap, params, is_leaf=is_param_wrapper)
-    dims = resolve_dimension_numbers(params, weight_dimension_numbers)
-    matrices = jax.tree.map(lambda x, d: None if d is None else to_matrices(x, d), params, dims)
-
-    def samples_for(side_index, bases):
-        if side_index == 0:
-            return matrices
-        return jax.tree.map(lambda m: None if m is None else jnp.swapaxes(m, -1, -2), matrices,
-                            is_leaf=lambda x: x is None)
+    dims = resolve_dimension_numbers(params, _default_dims(weight_dimension_numbers))
+    matrices = _by_names(jax.tree.map(lambda x, d: None if d is None else to_matrices(x, d), params, dims))
+    samples = [matrices, {names: jnp.swapaxes(m, -1, -2) for names, m in matrices.items()}]
 
     def max_new(n):
         return None if rank_fraction is None else max(1, math.ceil(rank_fraction * n))
 
-    return _grow("protect_from_weights", opt_state, samples_for, threshold, max_new)
+    return _grow("protect_from_weights", opt_state, samples, threshold, max_new)

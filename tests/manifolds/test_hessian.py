@@ -21,15 +21,17 @@ from manifold_opt.manifolds import (
     Birkhoff,
     Euclidean,
     Grassmann,
+    Hyperboloid,
     Oblique,
     OrthogonalGroup,
+    PoincareBall,
     Product,
     Sphere,
     Stiefel,
     SymmetricPositiveDefinite,
 )
 
-AFFINE = (Birkhoff, Euclidean, SymmetricPositiveDefinite)  # open subsets of an affine space
+AFFINE = (Birkhoff, Euclidean, PoincareBall, SymmetricPositiveDefinite)  # open subsets of an affine space
 CASES = {
     "sphere": Sphere(4),
     "stiefel_euclidean": Stiefel(4, 2),
@@ -37,6 +39,8 @@ CASES = {
     "grassmann": Grassmann(4, 2),
     "birkhoff": Birkhoff(3),
     "spd": SymmetricPositiveDefinite(3),
+    "poincare": PoincareBall(3),
+    "hyperboloid": Hyperboloid(3),
 }
 
 

@@ -13,7 +13,11 @@ from manifold_opt.manifolds import (
 from manifold_opt.solvers import common
 
 MANIFOLDS = [Euclidean(3), Sphere(4), Stiefel(10, 4), Grassmann(5, 2), Oblique(3, 4), OrthogonalGroup(3),
-             SymmetricPositiveDefinite(3), Birkhoff(3), Product(Sphere(3), Stiefel(4, 2))]
+             SymmetricPositiveDefinite(3), Birkhoff(3), Product(Sphere(3), Stiefel(4, 2)),
+             mo.manifolds.FixedRankEmbedded(5, 4, 2), mo.manifolds.PSDFixedRank(4, 2), mo.manifolds.Elliptope(4, 2),
+             mo.manifolds.PoincareBall(3), mo.manifolds.Hyperboloid(3), mo.manifolds.Positive(2, 3),
+             mo.manifolds.SymmetricEuclidean(3)]
+COMPLEX = [mo.manifolds.PSDFixedRankComplex(4, 2), mo.manifolds.ComplexCircle(3), mo.manifolds.ComplexGrassmann(4, 2)]
 
 
 @pytest.mark.parametrize("manifold", MANIFOLDS, ids=lambda m: type(m).__name__)
@@ -22,6 +26,13 @@ def test_random_point_follows_the_default_float_dtype(manifold):
     assert {leaf.dtype for leaf in leaves} == {jnp.zeros(()).dtype} == {jnp.dtype("float64")}  # conftest: x64
     if isinstance(manifold, Stiefel):  # an explicit dtype still wins
         assert Stiefel(10, 4).random_point(jax.random.key(0), jnp.float32).dtype == jnp.float32
+
+
+@pytest.mark.parametrize("manifold", COMPLEX, ids=lambda m: type(m).__name__)
+def test_complex_random_point_follows_the_default_complex_dtype(manifold):
+    leaves = jax.tree_util.tree_leaves(manifold.random_point(jax.random.key(0)))
+    assert {leaf.dtype for leaf in leaves} == {jnp.dtype("complex128")}  # conftest: x64
+    assert jax.tree_util.tree_leaves(manifold.random_point(jax.random.key(0), jnp.complex64))[0].dtype == jnp.complex64
 
 
 def _brockett_problem():

@@ -145,14 +145,3 @@ def test_bad_input_names_the_argument():
         mo.pcgrad(reduction="max")
     with pytest.raises(ValueError, match="pcgrad: updates"):
         mo.pcgrad().update((g,), mo.pcgrad().init(g))
-
-
-@pytest.mark.parametrize("tx", [mo.orthogonal_gradient(0.5), mo.pcgrad(seed=3)], ids=["odice", "pcgrad"])
-def test_a_mapping_keyed_by_task_index_is_the_tuple(tx):
-    """`nnx.Optimizer.update(model, (g_1, g_2))` hands the transform the tuple as an nnx.State
-    {0: g_1, 1: g_2}; it must give what the tuple gives (issue 18)."""
-    g = (random_tree(), random_tree())
-    state = tx.init(g[0])
-    expected, _ = tx.update(g, state)
-    got, _ = tx.update({1: g[1], 0: g[0]}, state)
-    jax.tree.map(np.testing.assert_array_equal, got, expected)
