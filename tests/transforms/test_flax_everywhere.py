@@ -78,7 +78,7 @@ TRANSFORMS = {
     "hybrid_auon": (lambda p, m, s: mo.hybrid_auon(0.02), "descent"),
     "hyperball_projection": (lambda p, m, s: on_matrices(
         optax.sgd(0.05), mo.transforms.hyperball_projection()), "descent"),
-    "manifold_muon": (lambda p, m, s: mo.manifold_muon(0.05, m), "manifold"),
+    "manifold_muon": (lambda p, m, s: mo.manifold_muon(0.05, m, dual_steps=5), "manifold"),
     "muon": (lambda p, m, s: mo.muon(0.02), "descent"),
     "normuon": (lambda p, m, s: mo.normuon(0.02), "descent"),
     "orthogonal_gradient": (lambda p, m, s: optax.chain(mo.orthogonal_gradient(0.5), optax.sgd(0.05)), "pair"),
@@ -101,7 +101,7 @@ TRANSFORMS = {
     "scale_by_fismo": (_scaled(mo.scale_by_fismo), "descent"),
     "scale_by_hybrid_auon": (_scaled(mo.scale_by_hybrid_auon), "descent"),
     "scale_by_manifold_muon": (lambda p, m, s: on_matrices(
-        mo.scale_by_manifold_muon(), optax.scale(-0.05), mo.transforms.stiefel_retraction()), "descent"),
+        mo.scale_by_manifold_muon(dual_steps=5), optax.scale(-0.05), mo.transforms.stiefel_retraction()), "descent"),
     "scale_by_muon": (_scaled(mo.scale_by_muon), "descent"),
     "scale_by_normuon": (_scaled(mo.scale_by_normuon), "descent"),
     "scale_by_root": (_scaled(mo.scale_by_root, 0.01), "descent"),
@@ -119,13 +119,13 @@ NOT_TRANSFORMS = {
     "extend_basis": "array helper of project_out (test_project_out)",
     "fw_agnostic_schedule": "a schedule (frank_wolfe case takes numbers; test_frank_wolfe)",
     "fw_momentum_schedule": "a schedule (test_frank_wolfe)",
-    "manifold_tree": "helper: builds the manifold tree of every manifold case here",
+    "manifold_tree": "helper: builds the manifold tree of every manifold case here; test_tree_helpers_agree",
     "matrix_axes": "shape helper (no params tree)",
     "matrix_labels": "helper: test_tree_helpers_agree",
     "matrix_rules": "a MatrixRules value (test_muon_family_rules)",
     "ndim2_dimension_numbers": "helper: test_tree_helpers_agree",
-    "partition_labels": "helper: the frank_wolfe and riemannian_partition cases here",
-    "project_params": "helper: snaps the init of every manifold case here",
+    "partition_labels": "helper: the frank_wolfe and riemannian_partition cases here; test_tree_helpers_agree",
+    "project_params": "helper: snaps the init of every manifold case here; test_tree_helpers_agree",
     "protect_from_inputs": "helper: test_project_out_protection",
     "protect_from_weights": "helper: test_project_out_protection",
     "qk_clip": "params helper on attention models, under NNX and linen in test_qk_clip",
@@ -254,3 +254,32 @@ def test_project_out_protection_under_nnx_and_linen():
     expected = mo.protect_from_weights(ts.opt_state, ts.params)
     np.testing.assert_allclose(nnx.to_pure_dict(nnx.state(grown))[0]["input"]["out"]["kernel"],
                                expected[0].input["out"]["kernel"], atol=1e-5)
+
+
+def leaves_of(tree):
+    return [repr(x) for x in jax.tree.leaves(tree, is_leaf=lambda x: x is None)]
+
+
+def test_tree_helpers_agree_on_nnx_state_and_linen_params():
+    """The params-tree helpers give the same leaves on nnx.state(model, nnx.Param) (Variable
+    wrappers) as on the plain linen params, including mo.nn.manifold_tree_of on a model tagged
+    with mo.nn.with_manifold and on its linen twin."""
+    state = nnx_params(Mlp(nnx.Rngs(0)))
+    params = nnx.to_pure_dict(state)
+    manifolds = {"nnx": mo.manifold_tree(state, RULES), "linen": mo.manifold_tree(params, RULES)}
+    assert leaves_of(manifolds["nnx"]) == leaves_of(manifolds["linen"])
+    for helper in (mo.transforms.matrix_labels, mo.transforms.ndim2_dimension_numbers,
+                   mo.transforms.resolve_dimension_numbers, lambda p: mo.sets.sets_from_init(p, "l1")):
+        assert leaves_of(helper(state)) == leaves_of(helper(params)), helper
+    labels = mo.partition_labels(mo.sets.sets_from_init(state, "l1"))(state)
+    assert sorted(leaves_of(labels)) == ["'free'", "'free'", "'manifold'", "'manifold'"]
+    assert leaves_of(mo.partition_labels(manifolds["nnx"])(state)) == leaves_of(
+        mo.partition_labels(manifolds["linen"])(params))
+    projected = nnx.to_pure_dict(mo.project_params(manifolds["nnx"], state))
+    jax.tree.map(np.testing.assert_array_equal, projected, mo.project_params(manifolds["linen"], params))
+    w = np.asarray(projected["out"]["kernel"])
+    np.testing.assert_allclose(w.T @ w, np.eye(3), atol=1e-5)
+
+    tagged = nnx.Linear(6, 3, kernel_init=mo.nn.with_manifold(OUT), rngs=nnx.Rngs(0))
+    boxed = linen.Dense(3, kernel_init=mo.nn.linen.with_manifold(OUT)).init(jax.random.key(0), X[:, :2].repeat(3, 1))
+    assert leaves_of(mo.nn.manifold_tree_of(tagged)) == leaves_of(mo.nn.manifold_tree_of(boxed)) == ["None", repr(OUT)]
