@@ -22,6 +22,7 @@ import manifold_opt as mo
 from manifold_opt.manifolds import Stiefel
 
 STEPS = 3
+CHEAP_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}  # tiny models
 OUT = Stiefel(6, 3)  # the manifold of the output kernel (6, 3) in the manifold cases
 RULES = {"out/kernel": OUT}
 X = jax.random.normal(jax.random.key(0), (8, 4))
@@ -180,7 +181,7 @@ def run_both(name):
     apply = MlpLinen().apply
     linen_grads = grads_of(jax.grad, lambda p, y: mse(apply({"params": p}, X), y), kind)
 
-    @jax.jit
+    @jax.jit(compiler_options=CHEAP_COMPILE)
     def train(nnx_state, params0):
         def nnx_step(_, s):
             model, optimizer = nnx.merge(graphdef, s)
