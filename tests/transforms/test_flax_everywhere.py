@@ -146,7 +146,7 @@ def test_every_public_function_is_covered():
     found = public_functions()
     assert found == set(TRANSFORMS) | set(NOT_TRANSFORMS), (
         f"missing: {sorted(found - set(TRANSFORMS) - set(NOT_TRANSFORMS))}, "
-        f"stale: {sorted(set(TRANSFORMS) | set(NOT_TRANSFORMS) - found)}")
+        f"stale: {sorted((set(TRANSFORMS) | set(NOT_TRANSFORMS)) - found)}")
     assert not set(TRANSFORMS) & set(NOT_TRANSFORMS)
 
 
