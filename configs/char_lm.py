@@ -45,14 +45,14 @@ def get_config() -> ml_collections.ConfigDict:
     # optimizers: AdamW at adam_learning_rate, the same for every arm.
     c.learning_rate_grids = ml_collections.ConfigDict(dict(
         adamw=(3e-3, 6e-3, 1.2e-2), muon=(0.025, 0.05, 0.1), muon_pe=(0.025, 0.05, 0.1), muonh=(0.025, 0.05, 0.1),
-        normuon=(0.025, 0.05, 0.1), conda=(3e-3, 6e-3, 1.2e-2), auon=(0.04, 0.08, 0.16),
+        normuon=(0.025, 0.05, 0.1), conda=(6e-3, 1.2e-2, 2.4e-2), auon=(0.04, 0.08, 0.16),
         hybrid_auon=(0.025, 0.05, 0.1), root=(1e-3, 2e-3, 4e-3),
     ))
     c.adam_learning_rate = 6e-3
     c.weight_decay = 0.0  # one policy: every branch of every arm
     c.warmup_fraction = 0.05  # linear warmup, then cosine decay to 10% of the peak rate
     c.conda_update_proj_gap = 50
-    c.target_loss = 1.9  # nats/char on the report split: steps_to_target's threshold
+    c.target_loss = 2.1  # nats/char on the report split: steps_to_target's threshold
     # Corpus: the first corpus_bytes of the sorted *.py files of os.path.dirname(os.__file__).
     c.corpus_bytes = 1_000_000
     c.selection_fraction = 0.05  # chooses the learning rates
@@ -64,9 +64,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.num_heads = 4
     c.num_layers = 2
     c.mlp_ratio = 4
-    c.num_steps = 600
+    c.num_steps = 300
     c.batch_size = 32
-    c.eval_every = 25
+    c.eval_every = 15
     c.log_every = 50
     c.checkpoint_every = 0
     protocol.add_config_keys(c, seeds=(0, 1, 2), selection_seeds=(0,), max_grid_extensions=2,
