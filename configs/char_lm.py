@@ -69,6 +69,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_every = 15
     c.log_every = 50
     c.checkpoint_every = 0
+    c.arm_threads = 1  # > 1: tune and run that many arms at once (threads; the numbers do not change)
     protocol.add_config_keys(c, seeds=(0, 1, 2), selection_seeds=(0,), max_grid_extensions=2,
                              claims=claims(c.optimizers))
     c.quick_overrides = ml_collections.ConfigDict(dict(
