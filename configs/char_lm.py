@@ -52,19 +52,19 @@ def get_config() -> ml_collections.ConfigDict:
     c.weight_decay = 0.0  # one policy: every branch of every arm
     c.warmup_fraction = 0.05  # linear warmup, then cosine decay to 10% of the peak rate
     c.conda_update_proj_gap = 50
-    c.target_loss = 2.3  # nats/char on the report split: steps_to_target's threshold
+    c.target_loss = 2.5  # nats/char on the report split: steps_to_target's threshold
     # Corpus: the first corpus_bytes of the sorted *.py files of os.path.dirname(os.__file__).
     c.corpus_bytes = 1_000_000
     c.selection_fraction = 0.05  # chooses the learning rates
     c.val_fraction = 0.1  # the report split
     c.val_batches = 2  # each eval split: val_batches x batch_size fixed windows
     # Model and batch: fixed for every arm.
-    c.context = 64
-    c.d_model = 64
+    c.context = 32
+    c.d_model = 48
     c.num_heads = 4
     c.num_layers = 2
     c.mlp_ratio = 4
-    c.num_steps = 200
+    c.num_steps = 150
     c.batch_size = 32
     c.eval_every = 10
     c.log_every = 50

@@ -18,17 +18,15 @@ from configs import char_lm as char_lm_config
 from experiments import char_lm, harness, registry
 from experiments.harness import protocol
 from manifold_opt.transforms.matrix_params import matrix_labels
+from tests.experiments.configs import resolved
 
 
 def config_with(**values):
-    config = char_lm_config.get_config()
-    for k, v in values.items():
-        config[k] = v
-    return harness.resolve(config)
+    return resolved(char_lm_config, **values)
 
 
 def test_quick_run_writes_the_protocol_results(tmp_path):
-    config = config_with(quick=True)
+    config = config_with(quick=True, arm_threads=2)  # the arms' runs fill the cache on two threads
     results = registry.get("char_lm")(config, str(tmp_path))
     saved = json.loads((tmp_path / "results.json").read_text())
     assert list(saved["arms"]) == list(config.optimizers)
