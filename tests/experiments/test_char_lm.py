@@ -129,7 +129,7 @@ def test_steps_to_reach_interpolates_between_evaluations():
     [
         (dict(optimizers=("muon",)), "config.optimizers"),
         (dict(optimizers=("adamw", "muon", "sgd")), "config.optimizers"),
-        (dict(num_heads=3), "config.num_heads"),
+        (dict(num_heads=5), "config.num_heads"),
         (dict(optimizers=("adamw", "muon"), learning_rate_grids=dict(adamw=(1e-3, 2e-3), muon=(0.02, -0.04))),
          "config.learning_rate_grids.muon"),
         (dict(optimizers=("adamw", "muon"), learning_rate_grids=dict(adamw=(1e-3, 2e-3), muon=(0.02,))),
