@@ -52,7 +52,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.weight_decay = 0.0  # one policy: every branch of every arm
     c.warmup_fraction = 0.05  # linear warmup, then cosine decay to 10% of the peak rate
     c.conda_update_proj_gap = 50
-    c.target_loss = 2.5  # nats/char on the report split: steps_to_target's threshold
+    c.target_loss = 2.3  # nats/char on the report split: steps_to_target's threshold
     # Corpus: the first corpus_bytes of the sorted *.py files of os.path.dirname(os.__file__).
     c.corpus_bytes = 1_000_000
     c.selection_fraction = 0.05  # chooses the learning rates
@@ -64,13 +64,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.num_heads = 4
     c.num_layers = 2
     c.mlp_ratio = 4
-    c.num_steps = 150
+    c.num_steps = 300
     c.batch_size = 32
     c.eval_every = 10
     c.log_every = 50
     c.checkpoint_every = 0
     c.arm_threads = 1  # > 1: tune and run that many arms at once (threads; the numbers do not change)
-    protocol.add_config_keys(c, seeds=(0, 1, 2), selection_seeds=(0,), max_grid_extensions=2,
+    protocol.add_config_keys(c, seeds=(0, 1, 2, 3, 4), selection_seeds=(0,), max_grid_extensions=2,
                              claims=claims(c.optimizers))
     c.quick_overrides = ml_collections.ConfigDict(dict(
         optimizers=("adamw", "muon"),
