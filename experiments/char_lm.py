@@ -1,42 +1,65 @@
-"""Character-level language modelling: AdamW vs orthogonalized-momentum optimizers.
+"""Character-level language modelling: steps to a target validation loss (the optimizer track's
+metric) for AdamW and the orthogonalized-momentum optimizers, compared by the protocol.
 
 Corpus: the Python standard library's own sources (the sorted *.py files next to `os`), read
 as bytes, the first `corpus_bytes` of their concatenation; the vocabulary is the set of bytes
-that occur. The last `val_fraction` is held out. Nothing is downloaded.
+that occur. Three contiguous splits: train, then a *selection* split (`selection_fraction`,
+scored only to choose learning rates), then the *report* split (`val_fraction`, the validation
+loss every table number comes from). Nothing is downloaded.
 
-Model: a pre-norm causal transformer in Flax NNX, x <- x + Attn(LN(x)), x <- x + MLP(LN(x)),
-with learned token and position embeddings and a linear head. The orthogonalized optimizers
-(mo.muon, mo.auon, mo.hybrid_auon, mo.normuon, mo.conda, mo.root) update the hidden matrices:
-the q, k and v projections each as its own (d_model, d_model) matrix (the fused kernel is
-(d, 3, heads, head_dim): fan-in axis 0, fan-out axes (2, 3), batch axis 1), the attention output
-(heads, head_dim, d) and both MLP kernels. Embeddings, head, norms and biases go to their AdamW
-branch at AdamW's learning rate.
+Model (fixed for every arm, as is the batch): a pre-norm causal transformer in Flax NNX,
+x <- x + Attn(LN(x)), x <- x + MLP(LN(x)), learned token and position embeddings, a linear head.
+The orthogonalized optimizers update the hidden matrices: q, k and v each as its own
+(d_model, d_model) matrix (the fused kernel is (d, 3, heads, head_dim): fan-in axis 0, fan-out
+axes (2, 3), batch axis 1), the attention output and both MLP kernels. Embeddings, head, norms
+and biases go to their AdamW branch at the fixed `adam_learning_rate`, the same for every arm.
 
-Protocol: every optimizer runs `sweep_steps` steps at base_lr * factor for each sweep factor,
-keeps the rate with the lowest validation loss, then trains `num_steps` steps from the same
-initialization on the same batches (warmup + cosine schedule). Reported: final validation loss
-(nats/char) and the first evaluated step at which each optimizer reaches AdamW's final loss.
+Arms: adamw, muon, muon_pe (Muon with the Polar Express coefficients), normuon, conda, and
+muonh (mo.muon(hyperball=True)) where the library has it. One weight-decay policy for all:
+`weight_decay` on every branch of every arm. Every run has the same schedule (linear warmup,
+cosine decay to 10%) over `num_steps`.
+
+Protocol (experiments/harness/protocol.py): each arm's peak learning rate is chosen from its
+grid (extended until the choice is interior) by the final *selection*-split loss, then rerun
+on the paired `seeds` (seed s: the same initialization and batches for every arm). Report
+metrics, per seed:
+
+    final_loss            report-split loss after num_steps (nats/char)
+    steps_to_target       first step at which the report loss reaches `target_loss`, linearly
+                          interpolated between evaluations; NaN when never reached
+    log_steps_to_target   its natural log: paired differences are log step ratios, so
+                          "a < b on log_steps_to_target by ln(r)" reads "a needs r x fewer steps"
+    speedup_vs_adamw,     steps_to_target of adamw (of muon) over the arm's, per seed
+    speedup_vs_muon
+
+The papers' claims are declared in the config and judged by the protocol.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import glob
+import inspect
 import math
 import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
-from absl import logging
 from flax import nnx
 from optax.contrib import MuonDimensionNumbers as DimensionNumbers
 
 import manifold_opt as mo
 from experiments import harness
 from experiments.harness import config as checks
+from experiments.harness import protocol
+from experiments.harness.plots import plt
 
-OPTIMIZERS = ("adamw", "muon", "auon", "hybrid_auon", "normuon", "conda", "root")
+OPTIMIZERS = ("adamw", "muon", "muon_pe", "muonh", "normuon", "conda", "auon", "hybrid_auon", "root")
+REFERENCES = ("adamw", "muon")  # the step ratios are taken against these
 PLOT = "val_loss.png"
+SELECTION_PLOT = "lr_selection.png"
 
 
 class Block(nnx.Module):
@@ -80,33 +103,38 @@ def validate(config) -> None:
     """ValueError naming the key of the first bad char_lm value."""
     checks.check_common(config)
     harness.check_parallel(config)
-    if not config.optimizers:
-        raise ValueError("config.optimizers: expected at least one optimizer")
     for name in config.optimizers:
-        if name not in OPTIMIZERS:
-            raise ValueError(f"config.optimizers: unknown optimizer {name!r}; expected some of {list(OPTIMIZERS)}")
-    if "adamw" not in config.optimizers:
-        raise ValueError("config.optimizers: must include 'adamw' (the baseline and the non-matrix rate)")
+        if name not in available_optimizers():
+            raise ValueError(f"config.optimizers: unknown optimizer {name!r}; expected some of {list(available_optimizers())}")
+    for name in REFERENCES:
+        if name not in config.optimizers:
+            raise ValueError(f"config.optimizers: must include {name!r} (a reference for the step ratios)")
     for name in config.optimizers:
-        if name not in config.learning_rates:
-            raise ValueError(f"config.learning_rates: no base learning rate for {name!r}")
-        lr = config.learning_rates[name]
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-            raise ValueError(f"config.learning_rates.{name}: expected a positive number, got {lr!r}")
-    for factor in config.sweep_factors:
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0:
-            raise ValueError(f"config.sweep_factors: expected positive numbers, got {tuple(config.sweep_factors)!r}")
-    for key in ("sweep_steps", "eval_every", "corpus_bytes", "val_batches", "context", "d_model", "num_heads",
-                "num_layers", "mlp_ratio", "conda_update_proj_gap"):
+        if name not in config.learning_rate_grids:
+            raise ValueError(f"config.learning_rate_grids: no grid for {name!r}")
+        grid = tuple(config.learning_rate_grids[name])
+        if len(grid) < 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 for v in grid):
+            raise ValueError(f"config.learning_rate_grids.{name}: expected >= 2 positive numbers, got {grid!r}")
+    for key in ("arm_threads", "eval_every", "corpus_bytes", "val_batches", "context", "d_model", "num_heads", "num_layers",
+                "mlp_ratio", "conda_update_proj_gap"):
         checks.check_int(config, key)
+    for key in ("adam_learning_rate", "target_loss"):
+        checks.check_positive_float(config, key)
     if config.d_model % config.num_heads:
         raise ValueError(f"config.num_heads: {config.num_heads} does not divide d_model={config.d_model}")
     if not 0.0 <= config.warmup_fraction < 1.0:
         raise ValueError(f"config.warmup_fraction: expected a number in [0, 1), got {config.warmup_fraction!r}")
     if isinstance(config.weight_decay, bool) or not config.weight_decay >= 0.0:
         raise ValueError(f"config.weight_decay: expected a nonnegative number, got {config.weight_decay!r}")
-    if not 0.0 < config.val_fraction < 1.0:
-        raise ValueError(f"config.val_fraction: expected a number in (0, 1), got {config.val_fraction!r}")
+    for key in ("val_fraction", "selection_fraction"):
+        if not 0.0 < config[key] < 0.5:
+            raise ValueError(f"config.{key}: expected a number in (0, 0.5), got {config[key]!r}")
+
+
+def available_optimizers() -> tuple[str, ...]:
+    """OPTIMIZERS, with muonh only where mo.muon has the hyperball keyword."""
+    has_hyperball = "hyperball" in inspect.signature(mo.muon).parameters
+    return tuple(n for n in OPTIMIZERS if n != "muonh" or has_hyperball)
 
 
 def stdlib_corpus(num_bytes: int) -> bytes:
@@ -122,58 +150,61 @@ def stdlib_corpus(num_bytes: int) -> bytes:
 
 
 def load_data(config):
-    """(train ids, val ids, vocab size): byte ids mapped onto the bytes that occur."""
+    """(train, selection, report ids, vocab size): byte ids mapped onto the bytes that occur,
+    split contiguously in that order."""
     raw = np.frombuffer(stdlib_corpus(config.corpus_bytes), np.uint8)
     vocab, ids = np.unique(raw, return_inverse=True)
     ids = ids.astype(np.int32)
-    n_val = int(len(ids) * config.val_fraction)
-    train, val = ids[:-n_val], ids[-n_val:]
-    if min(len(train), len(val)) <= config.context + 1:
+    n_report, n_selection = int(len(ids) * config.val_fraction), int(len(ids) * config.selection_fraction)
+    train, selection, report = np.split(ids, [len(ids) - n_report - n_selection, len(ids) - n_report])
+    if min(len(train), len(selection), len(report)) <= config.context + 1:
         raise ValueError(
-            f"config.corpus_bytes: {config.corpus_bytes} bytes leave splits of {len(train)}/{len(val)} tokens, "
-            f"too short for context {config.context}"
+            f"config.corpus_bytes: {config.corpus_bytes} bytes leave splits of {len(train)}/{len(selection)}/"
+            f"{len(report)} tokens, too short for context {config.context}"
         )
-    return train, val, len(vocab)
+    return train, selection, report, len(vocab)
 
 
 def windows(ids: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
     return ids[starts[:, None] + np.arange(length)]
 
 
-def batch_fn(train: np.ndarray, config):
+def batch_fn(train: np.ndarray, config, seed: int):
     """step -> {"tokens": (batch, context + 1)}: random windows drawn from (seed, step), so a
     resumed run and every optimizer see the same batches."""
 
     def get(step):
-        starts = np.random.default_rng([config.seed, step]).integers(0, len(train) - config.context - 1,
-                                                                      config.batch_size)
+        starts = np.random.default_rng([seed, step]).integers(0, len(train) - config.context - 1, config.batch_size)
         return {"tokens": windows(train, starts, config.context + 1)}
 
     return get
 
 
-def validation_set(val: np.ndarray, config) -> dict:
-    """val_batches * batch_size evenly spaced windows of the held-out text."""
+def eval_set(ids: np.ndarray, config) -> dict:
+    """val_batches * batch_size evenly spaced windows of a held-out split."""
     n = config.val_batches * config.batch_size
-    starts = np.linspace(0, len(val) - config.context - 1, n).astype(np.int64)
-    return {"tokens": windows(val, starts, config.context + 1)}
+    starts = np.linspace(0, len(ids) - config.context - 1, n).astype(np.int64)
+    return {"tokens": windows(ids, starts, config.context + 1)}
 
 
 def build(config, vocab: int):
-    """(initial params as a pure dict, loss_fn, weight_dimension_numbers for the optimizers)."""
-    def make_model():
+    """(init(seed) -> params as a pure dict, loss_fn, weight_dimension_numbers)."""
+    def make_model(key):
         return CharTransformer(vocab, config.context, config.d_model, config.num_heads, config.num_layers,
-                               config.mlp_ratio, nnx.Rngs(config.seed))
+                               config.mlp_ratio, nnx.Rngs(key))
 
-    graphdef, _ = nnx.split(nnx.eval_shape(make_model))
-    params = jax.jit(lambda: nnx.to_pure_dict(nnx.state(make_model())))()  # one compile, not one per init op
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: make_model(jax.random.key(0))))
+    init_key = jax.jit(lambda key: nnx.to_pure_dict(nnx.state(make_model(key))))  # one compile for every seed
+
+    def init(seed):
+        return init_key(jax.random.key(seed))
 
     def loss_fn(params, batch):
         tokens = batch["tokens"]
         logits = nnx.merge(graphdef, params)(tokens[:, :-1])
         return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean(), {}
 
-    return params, loss_fn, matrix_dimension_numbers(params)
+    return init, loss_fn, matrix_dimension_numbers(nnx.to_pure_dict(abstract))
 
 
 def matrix_dimension_numbers(params):
@@ -204,121 +235,130 @@ def schedule(peak, num_steps, warmup_fraction: float):
 
 
 def make_optimizer(name: str, dims, config):
-    """optimizer(learning_rate=, adam_learning_rate=, num_steps=): the peak rates and schedule
-    length live in the optimizer state (optax.inject_hyperparams), so one compiled step serves
-    the whole sweep and the full run of an optimizer."""
+    """optimizer(learning_rate=): the peak rate lives in the optimizer state
+    (optax.inject_hyperparams), so one compiled step serves every rate and seed of an arm.
+    The same weight decay on every branch of every arm; the same AdamW-branch rate and betas."""
 
-    def factory(learning_rate, adam_learning_rate, num_steps):
-        lr = schedule(learning_rate, num_steps, config.warmup_fraction)
+    def factory(learning_rate):
+        lr = schedule(learning_rate, config.num_steps, config.warmup_fraction)
         if name == "adamw":
             return optax.adamw(lr, b1=0.9, b2=0.95, weight_decay=config.weight_decay)
-        kwargs = dict(weight_dimension_numbers=dims,
-                      adam_learning_rate=schedule(adam_learning_rate, num_steps, config.warmup_fraction))
+        kwargs = dict(weight_dimension_numbers=dims, weight_decay=config.weight_decay,
+                      adam_weight_decay=config.weight_decay,
+                      adam_learning_rate=schedule(config.adam_learning_rate, config.num_steps, config.warmup_fraction))
         if name == "conda":
-            kwargs["update_proj_gap"] = config.conda_update_proj_gap
+            return mo.conda(lr, update_proj_gap=config.conda_update_proj_gap, adam_b1=0.9, adam_b2=0.95,
+                            adam_eps=1e-8, **kwargs)
+        if name == "muon_pe":
+            return mo.muon(lr, ns_coeffs="polar_express", **kwargs)
+        if name == "muonh":
+            return mo.muon(lr, hyperball=True, **kwargs)
         return getattr(mo, name)(lr, **kwargs)
 
     return optax.inject_hyperparams(factory)
 
 
-def final_value(history, key: str) -> float:
-    values = [r[key] for r in history if key in r]
-    return float(values[-1]) if values else math.nan
+def steps_to_reach(history, key: str, target: float) -> float:
+    """The step at which history[key] first reaches `target`, linearly interpolated between the
+    recorded value before it and the first one at or below it; NaN if never reached."""
+    points = [(r["step"], float(r[key])) for r in history if key in r]
+    for i, (step, value) in enumerate(points):
+        if value <= target:
+            if i == 0:
+                return float(step)
+            (s0, v0) = points[i - 1]
+            return s0 + (step - s0) * (v0 - target) / (v0 - value)
+    return math.nan
 
 
-def steps_to_reach(history, key: str, target: float):
-    """The first recorded step with history[key] <= target, or None."""
-    return next((r["step"] for r in history if key in r and r[key] <= target), None)
+class Runs:
+    """Trains one (arm, settings, seed) for the protocol; compiled steps are shared by every
+    rate and seed of an arm."""
+
+    def __init__(self, config):
+        self.config = config
+        train, selection, report, vocab = load_data(config)
+        self.train_ids = train
+        self.init, self.loss_fn, self.dims = build(config, vocab)
+        self.splits = {"selection": eval_set(selection, config), "report": eval_set(report, config)}
+        self.loss = jax.jit(lambda params, batch: self.loss_fn(params, batch)[0])
+        self.compiled = {}
+
+    def __call__(self, arm: str, settings: dict, seed: int, rundir: str) -> dict:
+        config = self.config
+        optimizer = make_optimizer(arm, self.dims, config)(learning_rate=settings["learning_rate"])
+        params = self.init(seed)
+        state = {"params": params, "opt_state": optimizer.init(params)}
+        if arm not in self.compiled:
+            self.compiled[arm] = harness.compile_step(self.loss_fn, optimizer, config.parallel, config.mesh_shape, state)
+        result = harness.train(
+            state, self.compiled[arm], batch_fn(self.train_ids, config, seed), config.num_steps, workdir=rundir,
+            name=f"{arm} {protocol.settings_key(settings)} seed {seed}", log_every=config.log_every,
+            checkpoint_every=config.checkpoint_every, stop_after=config.stop_after,
+            evaluate=lambda s: {"val/loss": self.loss(s["params"], self.splits["report"])},
+            eval_every=config.eval_every,
+        )
+        steps = steps_to_reach(result.history, "val/loss", config.target_loss)
+        return {
+            "selection": {"loss": self.loss(result.state["params"], self.splits["selection"])},
+            "report": {"final_loss": [r["val/loss"] for r in result.history if "val/loss" in r][-1],
+                       "steps_to_target": steps, "log_steps_to_target": math.log(steps)},
+        }
+
+
+def add_speedups(results: dict) -> None:
+    """Per arm, speedup_vs_<ref> = steps_to_target(ref) / steps_to_target(arm) on each paired seed."""
+    steps = {name: np.asarray(arm["metrics"]["steps_to_target"]["values"]) for name, arm in results["arms"].items()}
+    for name, arm in results["arms"].items():
+        for ref in REFERENCES:
+            ratio = (steps[ref] / steps[name]).tolist()
+            arm["metrics"][f"speedup_vs_{ref}"] = {**protocol.interval(ratio), "values": ratio}
 
 
 def run(config, workdir: str) -> dict[str, float]:
     validate(config)
-    train_ids, val_ids, vocab = load_data(config)
-    params, loss_fn, dims = build(config, vocab)
-    val_set = validation_set(val_ids, config)
-    batches = batch_fn(train_ids, config)
-
-    validation_loss = jax.jit(lambda params: loss_fn(params, val_set)[0])  # one compile for all optimizers
-
-    def evaluate(state):
-        return {"val/loss": validation_loss(state["params"])}
-
-    def train(name, lr, adam_lr, num_steps, subdir, eval_every):
-        optimizer = make_optimizer(name, dims, config)(
-            learning_rate=lr, adam_learning_rate=adam_lr, num_steps=num_steps
-        )
-        state = {"params": params, "opt_state": optimizer.init(params)}
-        if name not in compiled:  # one compile per optimizer: rates and length are state
-            compiled[name] = harness.compile_step(loss_fn, optimizer, config.parallel, config.mesh_shape, state)
-        return harness.train(
-            state, compiled[name], batches, num_steps, workdir=os.path.join(workdir, subdir), name=subdir,
-            log_every=config.log_every, checkpoint_every=config.checkpoint_every, stop_after=config.stop_after,
-            evaluate=evaluate, eval_every=eval_every,
-        )
-
-    compiled = {}
-    names = ["adamw"] + [n for n in config.optimizers if n != "adamw"]  # AdamW's rate feeds the others
-    chosen, sweep = {}, {}
-    for name in names:
-        adam_lr = chosen.get("adamw", config.learning_rates.adamw)
-        base = config.learning_rates[name]
-        sweep[name] = {}
-        for factor in config.sweep_factors:
-            lr = base * factor
-            result = train(name, lr, adam_lr, config.sweep_steps, f"sweep/{name}/lr_{lr:.3g}", config.sweep_steps)
-            sweep[name][lr] = final_value(result.history, "val/loss")
-        finite = {lr: v for lr, v in sweep[name].items() if math.isfinite(v)}
-        chosen[name] = min(finite, key=finite.get) if finite else base
-        logging.info("%s: sweep %s -> learning rate %.3g", name, sweep[name], chosen[name])
-
-    histories, results = {}, {}
-    for name in names:
-        result = train(name, chosen[name], chosen["adamw"], config.num_steps, name, config.eval_every)
-        histories[name] = result.history
-        results[f"{name}/learning_rate"] = chosen[name]
-        results[f"{name}/val/loss"] = final_value(result.history, "val/loss")
-        results[f"{name}/train/loss"] = final_value(result.history, "train/loss")
-        results[f"{name}/steps_per_second"] = result.steps_per_second
-    target = results["adamw/val/loss"]
-    for name in names:
-        reached = steps_to_reach(histories[name], "val/loss", target)
-        results[f"{name}/steps_to_adamw_loss"] = math.nan if reached is None else float(reached)
-    harness.write_summary(workdir, results)
-    harness.plot_curves(
-        histories, ["train/loss", "val/loss"], os.path.join(workdir, PLOT),
-        title=f"char-level LM on the stdlib sources ({config.num_steps} steps)",
-    )
-    write_tables(workdir, names, results, sweep, config)
-    return results
+    arms = {name: protocol.Arm(grid={"learning_rate": tuple(config.learning_rate_grids[name])})
+            for name in config.optimizers}
+    runs = Runs(config)
+    if config.arm_threads > 1:  # fill the protocol's cache one arm per thread (claims do not change the hash)
+        alone = ml_collections.ConfigDict({**config.to_dict(), "claims": ()})
+        with concurrent.futures.ThreadPoolExecutor(config.arm_threads) as pool:
+            for done in [pool.submit(protocol.compare, alone, {name: arm}, runs, select_on="loss", minimize=True,
+                                     workdir=workdir) for name, arm in arms.items()]:
+                done.result()
+    results = protocol.compare(config, arms, runs, select_on="loss", minimize=True, workdir=workdir)
+    add_speedups(results)
+    results["target_loss"] = config.target_loss
+    results["num_steps"] = config.num_steps
+    root = os.path.join(workdir, "protocol", results["config_hash"])
+    histories = {name: harness.read_history(os.path.join(root, name, protocol.settings_key(arm["chosen"]),
+                                                          f"seed{config.seeds[0]}"))
+                 for name, arm in results["arms"].items()}
+    harness.plot_curves(histories, ["val/loss"], os.path.join(workdir, PLOT),
+                        title=f"report-split loss, seed {config.seeds[0]} (target {config.target_loss})")
+    plot_selection(results, os.path.join(workdir, SELECTION_PLOT))
+    note = (f"\nsteps_to_target: first step at which the report-split loss reaches {config.target_loss} nats/char "
+            f"(of {config.num_steps}; interpolated between evaluations every {config.eval_every} steps); "
+            "speedup_vs_X: X's steps over the arm's, per paired seed.\n")
+    protocol.write(workdir, results, title="char_lm: steps to a target validation loss", extra_text=note)
+    return {f"{name}/{metric}": summary["mean"] for name, arm in results["arms"].items()
+            for metric, summary in arm["metrics"].items()}
 
 
-def table(names, results, config) -> str:
-    """Markdown table: optimizer, chosen lr, final val loss, steps to AdamW's final val loss."""
-    lines = [
-        f"| optimizer | lr | final val loss | steps to AdamW's {results['adamw/val/loss']:.4f} |",
-        "|---|---|---|---|",
-    ]
-    for name in names:
-        reached = results[f"{name}/steps_to_adamw_loss"]
-        reached = "not reached" if math.isnan(reached) else f"{int(reached)} / {config.num_steps}"
-        lines.append(
-            f"| {name} | {results[f'{name}/learning_rate']:.3g} | {results[f'{name}/val/loss']:.4f} | {reached} |"
-        )
-    return "\n".join(lines)
-
-
-def write_tables(workdir: str, names, results: dict, sweep: dict, config) -> None:
-    """Print the table and write it to results.md, with the sweeps, to results.json."""
-    rows = [
-        {
-            "optimizer": name,
-            "learning_rate": results[f"{name}/learning_rate"],
-            "final_val_loss": results[f"{name}/val/loss"],
-            "steps_to_adamw_loss": None if math.isnan(results[f"{name}/steps_to_adamw_loss"])
-            else int(results[f"{name}/steps_to_adamw_loss"]),
-            "sweep": {f"{lr:.3g}": loss for lr, loss in sweep[name].items()},
-        }
-        for name in names
-    ]
-    payload = {"num_steps": config.num_steps, "sweep_steps": config.sweep_steps, "rows": rows}
-    harness.write_results(workdir, table(names, results, config), payload)
+def plot_selection(results: dict, path: str) -> str:
+    """Final selection-split loss against the peak learning rate, one line per arm (the grids
+    with their extensions; the chosen rate marked)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, arm in results["arms"].items():
+        points = sorted((float(key.split("=")[1]), loss) for key, loss in arm["selection"].items())
+        line, = ax.plot(*zip(*points), marker="o", label=name)
+        chosen = arm["chosen"]["learning_rate"]
+        ax.plot([chosen], [arm["selection"][protocol.settings_key(arm["chosen"])]], "*", ms=14, color=line.get_color())
+    ax.set(xscale="log", xlabel="peak learning rate", ylabel="final selection-split loss",
+           title="learning-rate brackets (star: chosen)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
