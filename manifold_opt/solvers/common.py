@@ -138,10 +138,11 @@ def check_x0_dtype(owner: str, cost, x0, args=None):
     except Exception:  # noqa: BLE001 - a malformed cost is reported by check_solver_args at trace time
         return x0
     value_dtype = getattr(value, "dtype", None)
-    if value_dtype is None or not jnp.issubdtype(value_dtype, jnp.floating) or value_dtype == x_dtype:
+    x_real = jnp.finfo(x_dtype).dtype  # the precision of x (float64 for a complex128 x)
+    if value_dtype is None or not jnp.issubdtype(value_dtype, jnp.floating) or value_dtype == x_real:
         return x0
-    if jnp.promote_types(value_dtype, x_dtype) == value_dtype:
-        return jax.tree_util.tree_map(lambda a: jnp.asarray(a, value_dtype), x0)
+    if jnp.promote_types(value_dtype, x_real) == value_dtype:  # cast up (complex x stays complex)
+        return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.promote_types(value_dtype, a.dtype)), x0)
     raise TypeError(f"{owner}: x0 is {x_dtype} but the cost returns {value_dtype}; pass x0 in {value_dtype} "
                     f"(or make the cost compute in {x_dtype})")
 
@@ -263,8 +264,14 @@ def run(step, it: Iterate, extras, max_iterations, tolerance, cost_tolerance) ->
 
     The lowest-cost iterate is kept beside the loop and returned when the last one is worse (a
     trust-region or ARC step accepted on its rounding-regularized ratio can raise the cost):
-    no solver returns a point worse than the best it accepted. Its stop reason is then its own
-    where a stopping test holds there, else the loop's."""
+    no solver returns a point worse than the best it accepted. A later iterate within rounding of
+    the best cost (32 eps (1 + |f|)) counts as no worse: near the optimum the costs of accepted
+    steps tie to the last bits while the gradient keeps falling. The returned iterate's stop
+    reason is its own where a stopping test holds there, else the loop's."""
+
+    def no_worse(value, best_value):
+        eps = jnp.finfo(jnp.result_type(value)).eps
+        return value <= best_value + 32 * eps * (1 + jnp.abs(best_value))
 
     def cond(carry):
         it, _, _ = carry
@@ -273,12 +280,11 @@ def run(step, it: Iterate, extras, max_iterations, tolerance, cost_tolerance) ->
     def body(carry):
         it, extras, best = carry
         it, extras = step(it, extras)
-        better = it.value < best[1]
-        return it, extras, select(better, (it.x, it.value, it.grad_norm), best)
+        return it, extras, select(no_worse(it.value, best[1]), (it.x, it.value, it.grad_norm), best)
 
     it, extras, best = lax.while_loop(cond, body, (it, extras, (it.x, it.value, it.grad_norm)))
     loop_reason = stop_reason(it, tolerance, cost_tolerance, max_iterations)
-    worse = best[1] < it.value
+    worse = ~no_worse(it.value, best[1])
     it = select(worse, it._replace(x=best[0], value=best[1], grad_norm=best[2]), it)
     reason = stop_reason(it, tolerance, cost_tolerance, max_iterations)
     reason = jnp.where(reason == StopReason.RUNNING, loop_reason, reason)
