@@ -145,9 +145,11 @@ def build(config, seed: int | None = None):
 
 
 def make_optimizer(name: str, config, tree, learning_rate: float) -> optax.GradientTransformation:
+    """The arm's optimizer with its learning rate held in the optimizer state
+    (optax.inject_hyperparams), so one compiled step serves every learning rate of the grid."""
     if name == "riemannian_adam":
-        return mo.riemannian_adam(learning_rate, tree)
-    return optax.adamw(learning_rate, weight_decay=config.weight_decay)
+        return optax.inject_hyperparams(mo.riemannian_adam, static_args=("manifolds",))(learning_rate, tree)
+    return optax.inject_hyperparams(optax.adamw)(learning_rate, weight_decay=config.weight_decay)
 
 
 def feasibility(tree, params) -> jax.Array:
@@ -171,23 +173,30 @@ def run(config, workdir: str) -> dict[str, float]:
     train_data, test_data = load_data(config)
     fit_data, selection_data = selection_split(train_data, config)
 
+    compiled = {}  # per arm: (scores, evaluate, compiled step), built on its first run
+
+    def parts(arm, state, loss_fn, tree):
+        if arm not in compiled:
+            @jax.jit
+            def scores(params, data):
+                loss, aux = loss_fn(params, data)
+                return {"loss": loss, "accuracy": aux["accuracy"], "feasibility": feasibility(tree, params)}
+
+            @jax.jit
+            def evaluate(state):  # logged during training: the selection split, never the test split
+                return {f"selection/{k}": v for k, v in scores(state["params"], selection_data).items()}
+
+            optimizer = make_optimizer(arm, config, tree, config.learning_rates[arm][0])
+            step = harness.compile_step(loss_fn, optimizer, config.parallel, config.mesh_shape, state)
+            compiled[arm] = scores, evaluate, step
+        return compiled[arm]
+
     def run_one(arm, settings, seed, rundir):
         params, loss_fn, tree, _ = build(config, seed)
-
-        @jax.jit
-        def scores(params, data):
-            loss, aux = loss_fn(params, data)
-            return {"loss": loss, "accuracy": aux["accuracy"], "feasibility": feasibility(tree, params)}
-
-        @jax.jit
-        def evaluate(state):  # logged during training: the selection split, never the test split
-            return {f"selection/{k}": v for k, v in scores(state["params"], selection_data).items()}
-
-        optimizer = make_optimizer(arm, config, tree, settings["learning_rate"])
-        state = {"params": params, "opt_state": optimizer.init(params)}
-        compiled = harness.compile_step(loss_fn, optimizer, config.parallel, config.mesh_shape, state)
+        state = {"params": params, "opt_state": make_optimizer(arm, config, tree, settings["learning_rate"]).init(params)}
+        scores, evaluate, step = parts(arm, state, loss_fn, tree)
         result = harness.train(
-            state, compiled, batch_fn(fit_data, config.batch_size, seed), config.num_steps, workdir=rundir,
+            state, step, batch_fn(fit_data, config.batch_size, seed), config.num_steps, workdir=rundir,
             name=f"{arm} {protocol.settings_key(settings)} seed {seed}", log_every=config.log_every,
             checkpoint_every=config.checkpoint_every, stop_after=config.stop_after, evaluate=evaluate,
             eval_every=config.eval_every,
