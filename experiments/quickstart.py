@@ -5,6 +5,12 @@ constrained, W1 in St(64, hidden) (= O(64) when hidden = 64) and W2 in St(hidden
 i.e. W^T W = I, to a free linear head. `mo.riemannian_adam` keeps the kernels exactly on their
 manifolds (retraction inside optax); `optax.adamw` trains the same initialization
 unconstrained, and its kernels drift off the manifold (reported as `feasibility`).
+
+The comparison follows the fair-comparison protocol (experiments/harness/protocol.py): each
+optimizer is tuned on its own learning-rate grid (`config.learning_rates`, equal sizes) by the
+loss on a selection split held out of the training data (`selection_fraction`), and the chosen
+rate reruns on `config.seeds` (seed s: the same initialization and batch order for both arms),
+scored on the test split: `accuracy`, `loss`, `feasibility`; `config.claims` is judged on them.
 """
 from __future__ import annotations
 
