@@ -221,17 +221,22 @@ def _extend(values: list, side: str, bounds) -> list | None:
 
 
 class _Runner:
-    """Runs (arm, settings, seed) once, caching the result JSON in the run's own directory."""
+    """Runs (arm, settings, seed) once, caching the result JSON in the run's own directory and
+    in memory: in a multi-host run only process 0 writes the file, so another process must not
+    rerun (and enter collectives alone) a run whose file it cannot see yet."""
 
     def __init__(self, run_one: Callable, root: str):
-        self.run_one, self.root = run_one, root
+        self.run_one, self.root, self.done = run_one, root, {}
 
     def __call__(self, arm: str, settings: Mapping, seed: int) -> dict:
         rundir = os.path.join(self.root, arm, settings_key(settings), f"seed{seed}")
+        if rundir in self.done:
+            return self.done[rundir]
         path = os.path.join(rundir, "result.json")
         if os.path.exists(path):
             with open(path) as f:
-                return json.load(f)
+                self.done[rundir] = json.load(f)
+            return self.done[rundir]
         result = self.run_one(arm, dict(settings), seed, rundir)
         for split in ("selection", "report"):
             if split not in result:
@@ -242,6 +247,7 @@ class _Runner:
             with open(path + ".tmp", "w") as f:
                 json.dump(result, f)
             os.replace(path + ".tmp", path)
+        self.done[rundir] = result
         return result
 
 

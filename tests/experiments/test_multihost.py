@@ -11,19 +11,26 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from experiments import harness, quickstart
-from tests.experiments.test_resume import assert_same_state, small_config
+from tests.experiments.test_resume import assert_same_state, run_dirs, small_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 30  # small_config: riemannian_adam only, checkpoints every 10 steps, logs every 5
 OVERRIDES = (
     "--config.optimizers=('riemannian_adam',)", f"--config.num_steps={STEPS}", "--config.checkpoint_every=10",
     "--config.eval_every=10", "--config.log_every=5", "--config.parallel=jit_sharded", "--config.mesh_shape=(2,4)",
+    "--config.learning_rates.riemannian_adam=(0.01,)", "--config.seeds=(0,)", "--config.claims=()",
 )
 
 
-def final_state(workdir, step=STEPS, arm="riemannian_adam"):
+def the_run(workdir) -> str:
+    """The one protocol run directory (riemannian_adam, lr 0.01, seed 0) of a small_config run."""
+    (run,) = run_dirs(str(workdir))
+    return os.path.join(str(workdir), run)
+
+
+def final_state(rundir, step=STEPS):
     """The checkpoint at `step`, saved by two processes, read here onto one device."""
-    path = os.path.join(workdir, arm, "checkpoints", str(step), "default")
+    path = os.path.join(rundir, "checkpoints", str(step), "default")
     with ocp.StandardCheckpointer() as checkpointer:
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         metadata = checkpointer.metadata(path).item_metadata
@@ -70,24 +77,25 @@ def test_two_process_run_matches_one_process_and_resumes_bit_identically(tmp_pat
     for code, out, err in outputs:
         assert code == 0, err[-3000:]
     assert "final metrics" in outputs[0][1] and "final metrics" not in outputs[1][1]  # process 0 alone reports
-    arm = full / "riemannian_adam"
-    assert len(glob.glob(str(arm / "events.out.tfevents.*"))) == 1  # and logs
-    assert os.path.exists(full / "summary.json") and os.path.exists(full / "comparison.png")
-    history = harness.read_history(str(arm))
-    reference_history = harness.read_history(os.path.join(reference, "riemannian_adam"))
+    arm = the_run(full)
+    assert len(glob.glob(os.path.join(arm, "events.out.tfevents.*"))) == 1  # and logs
+    for name in ("summary.json", "results.json", "results.md", "comparison.png"):
+        assert os.path.exists(full / name), name
+    history = harness.read_history(arm)
+    reference_history = harness.read_history(the_run(reference))
     assert [r["step"] for r in history] == [r["step"] for r in reference_history]
-    for key in ("train/loss", "test/loss", "test/accuracy"):
+    for key in ("train/loss", "selection/loss", "selection/accuracy"):
         ours, theirs = ([r[key] for r in h if key in r] for h in (history, reference_history))
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6, err_msg=key)
 
     interrupted = tmp_path / "interrupted"  # stops after step 17; the last checkpoint is step 10
     for code, out, err in run_two_processes(interrupted, "--config.stop_after=17"):
         assert code == 1 and "rerun with workdir" in err, err[-3000:]
-    assert sorted(os.listdir(interrupted / "riemannian_adam" / "checkpoints")) == ["10"]
+    assert sorted(os.listdir(os.path.join(the_run(interrupted), "checkpoints"))) == ["10"]
     for code, out, err in run_two_processes(interrupted):  # a fresh pair restores step 10
         assert code == 0, err[-3000:]
-    assert_same_state(final_state(str(full)), final_state(str(interrupted)))
-    assert harness.read_history(str(interrupted / "riemannian_adam")) == history
+    assert_same_state(final_state(arm), final_state(the_run(interrupted)))
+    assert harness.read_history(the_run(interrupted)) == history
 
 
 def test_distributed_settings_come_from_config_then_environment(monkeypatch):

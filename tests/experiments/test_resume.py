@@ -1,4 +1,5 @@
 """An interrupted run resumed in the same workdir ends bit-identical to an uninterrupted one."""
+import glob
 import os
 
 import numpy as np
@@ -10,16 +11,23 @@ from experiments import harness, quickstart
 
 
 def small_config(**values):
+    """One arm at one learning rate on one seed: a single protocol run of 30 steps."""
     config = quickstart_config.get_config()
     config.update(
-        dict(optimizers=("riemannian_adam",), num_steps=30, checkpoint_every=10, eval_every=10, log_every=5, **values)
+        dict(optimizers=("riemannian_adam",), num_steps=30, checkpoint_every=10, eval_every=10, log_every=5,
+             seeds=(0,), claims=(), **values)
     )
+    config.learning_rates.riemannian_adam = (1e-2,)
     return harness.resolve(config)
 
 
-def final_state(workdir, step=30, arm="riemannian_adam"):
-    path = os.path.join(workdir, arm, "checkpoints")
-    with ocp.CheckpointManager(os.path.abspath(path)) as manager:
+def run_dirs(workdir):
+    """Every protocol run directory under `workdir`, relative to it, sorted."""
+    return sorted(os.path.relpath(d, workdir) for d in glob.glob(os.path.join(workdir, "protocol", "*", "*", "*", "seed*")))
+
+
+def final_state(rundir, step=30):
+    with ocp.CheckpointManager(os.path.abspath(os.path.join(rundir, "checkpoints"))) as manager:
         return manager.restore(step, args=ocp.args.StandardRestore())
 
 
@@ -37,14 +45,13 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, parallel)
     interrupted = str(tmp_path / "interrupted")
     with pytest.raises(harness.Preempted):  # stops at step 17; the last checkpoint is step 10
         quickstart.run(small_config(parallel=parallel, stop_after=17), interrupted)
-    assert sorted(os.listdir(os.path.join(interrupted, "riemannian_adam", "checkpoints"))) == ["10"]
+    (run,) = run_dirs(interrupted)  # stop_after is not hashed: the rerun finds this run directory
+    assert sorted(os.listdir(os.path.join(interrupted, run, "checkpoints"))) == ["10"]
     resumed = quickstart.run(small_config(parallel=parallel), interrupted)
 
-    assert_same_state(final_state(str(tmp_path / "full")), final_state(interrupted))
-    assert {k: v for k, v in full.items() if "steps_per_second" not in k} == {
-        k: v for k, v in resumed.items() if "steps_per_second" not in k
-    }
-    history = lambda d: harness.read_history(os.path.join(d, "riemannian_adam"))  # noqa: E731
+    assert run_dirs(str(tmp_path / "full")) == [run]
+    assert_same_state(final_state(str(tmp_path / "full" / run)), final_state(os.path.join(interrupted, run)))
+    assert full == resumed
+    history = lambda d: harness.read_history(os.path.join(d, run))  # noqa: E731
     assert history(str(tmp_path / "full")) == history(interrupted)
     assert [r["step"] for r in history(interrupted) if "train/loss" in r] == [5, 10, 15, 20, 25, 30]
-

@@ -11,7 +11,7 @@ import pytest
 
 from configs import quickstart as quickstart_config
 from experiments import harness, quickstart, registry
-from tests.experiments.test_resume import assert_same_state, final_state
+from tests.experiments.test_resume import assert_same_state, final_state, run_dirs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -27,50 +27,67 @@ def run_cli(workdir, *overrides):
 
 
 def kill_after_first_checkpoint(workdir, *overrides):
-    """Start a CLI run and SIGKILL it once its first checkpoint (step 100) is on disk."""
+    """Start a CLI run and SIGKILL it once the first checkpoint (step 50) of its first protocol
+    run (riemannian_adam, the lowest learning rate, seed 0) is on disk."""
     cmd, env = cli_command(workdir, *overrides)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = os.path.join(str(workdir), "riemannian_adam", "checkpoints", "100")
+    pattern = os.path.join(str(workdir), "protocol", "*", "riemannian_adam", "*", "seed0", "checkpoints", "50")
     deadline = time.monotonic() + 240
-    while not os.path.isdir(first) and proc.poll() is None and time.monotonic() < deadline:
+    while not glob.glob(pattern) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
+    (checkpoint,) = glob.glob(pattern)
+    return os.path.dirname(os.path.dirname(checkpoint))
 
 
 def test_quick_run_writes_artifacts_and_a_killed_run_resumes_to_the_same_result(tmp_path):
     killed = tmp_path / "killed"
-    kill_after_first_checkpoint(killed, "--config.quick=True")
-    assert not os.path.exists(killed / "summary.json")  # killed mid-run
-    assert not os.path.isdir(killed / "riemannian_adam" / "checkpoints" / "200")
+    first_run = kill_after_first_checkpoint(killed, "--config.quick=True")
+    assert not os.path.exists(killed / "results.json")  # killed mid-run
+    assert not os.path.isdir(os.path.join(first_run, "checkpoints", "100"))
     resumed = run_cli(killed, "--config.quick=True")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     proc = run_cli(tmp_path, "--config.quick=True")  # uninterrupted
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "riemannian_adam" in proc.stdout and "adamw" in proc.stdout
+    with open(tmp_path / "results.json") as f:
+        results = json.load(f)
+    assert (tmp_path / "results.md").read_text().startswith("### Digits")
+    assert [c["text"] for c in results["claims"]] == ["riemannian_adam > adamw on accuracy"]
+    assert results["claims"][0]["verdict"] in ("agrees", "disagrees", "inconclusive")
+    assert results["quick"] is True
+    for arm in ("riemannian_adam", "adamw"):
+        found = results["arms"][arm]
+        assert found["grid"]["learning_rate"] == [3e-3, 1e-2, 3e-2]  # max_grid_extensions = 0 in quick
+        assert found["chosen"]["learning_rate"] in found["grid"]["learning_rate"] and found["seeds"] == [0, 1]
+        metrics = found["metrics"]
+        assert sorted(metrics) == ["accuracy", "feasibility", "loss"] and metrics["accuracy"]["n"] == 2
+        assert metrics["accuracy"]["mean"] > 0.8  # 10 classes: chance is 0.1
+        for seed in (0, 1):
+            rundir = quickstart.run_dir(str(tmp_path), results, arm, seed)
+            assert glob.glob(os.path.join(rundir, "events.out.tfevents.*"))
+            assert os.path.isdir(os.path.join(rundir, "checkpoints", "100"))
+            history = harness.read_history(rundir)
+            assert [r["step"] for r in history if "selection/accuracy" in r] == [25, 50, 75, 100]
+    # Riemannian Adam stays on O(64) x St(64, 32); AdamW from the same start leaves it.
+    assert max(results["arms"]["riemannian_adam"]["metrics"]["feasibility"]["values"]) < 1e-4
+    assert min(results["arms"]["adamw"]["metrics"]["feasibility"]["values"]) > 1e-2
     with open(tmp_path / "summary.json") as f:
         summary = json.load(f)
-    for arm in ("riemannian_adam", "adamw"):
-        assert summary[f"{arm}/test/accuracy"] > 0.8  # 10 classes: chance is 0.1
-        assert glob.glob(str(tmp_path / arm / "events.out.tfevents.*"))
-        assert os.path.isdir(tmp_path / arm / "checkpoints" / "200")
-        history = harness.read_history(str(tmp_path / arm))
-        assert [r["step"] for r in history if "test/accuracy" in r] == [50, 100, 150, 200]
-    # Riemannian Adam stays on O(64) x St(64, 32); AdamW from the same start leaves it.
-    assert summary["riemannian_adam/feasibility"] < 1e-4
-    assert summary["adamw/feasibility"] > 1e-2
+    assert summary["riemannian_adam/accuracy"] == results["arms"]["riemannian_adam"]["metrics"]["accuracy"]["mean"]
     with open(tmp_path / "comparison.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
-    # the killed-and-resumed run ends bit-identical, with the same curves and final metrics
-    for arm in ("riemannian_adam", "adamw"):
-        assert_same_state(final_state(str(killed), 200, arm), final_state(str(tmp_path), 200, arm))
-        assert harness.read_history(str(killed / arm)) == harness.read_history(str(tmp_path / arm))
-    with open(killed / "summary.json") as f:
-        resumed_summary = json.load(f)
-    drop_rates = lambda d: {k: v for k, v in d.items() if "steps_per_second" not in k}  # noqa: E731
-    assert drop_rates(resumed_summary) == drop_rates(summary)
+    # the killed-and-resumed run ends bit-identical: every run's final state, curves and scores
+    assert run_dirs(str(killed)) == run_dirs(str(tmp_path)) and len(run_dirs(str(tmp_path))) == 8
+    for run in run_dirs(str(tmp_path)):
+        assert_same_state(final_state(str(killed / run), 100), final_state(str(tmp_path / run), 100))
+        assert harness.read_history(str(killed / run)) == harness.read_history(str(tmp_path / run))
+    with open(killed / "results.json") as f:
+        resumed_results = json.load(f)
+    assert resumed_results["arms"] == results["arms"] and resumed_results["claims"] == results["claims"]
 
 
 @pytest.mark.parametrize(
@@ -104,6 +121,10 @@ def config_with(**values):
         (dict(optimizers=("sgd",)), "config.optimizers"),
         (dict(dtype="float16"), "config.dtype"),
         (dict(learning_rate=-0.1), "config.learning_rate"),
+        (dict(learning_rates=dict(riemannian_adam=(1e-2, 0.0), adamw=(1e-2, 3e-2))), "config.learning_rates.riemannian_adam"),
+        (dict(learning_rates=dict(riemannian_adam=(1e-2,), adamw=(1e-2, 3e-2))), "grid budget"),
+        (dict(claims=("riemannian_adam > sgd on accuracy",)), "config.claims"),
+        (dict(selection_fraction=0.0), "config.selection_fraction"),
         (dict(hidden=16, bottleneck=32), "config.hidden"),
         (dict(test_fraction=1.5), "config.test_fraction"),
         (dict(parallel="jit_sharded", mesh_shape=(3, -1)), "config.mesh_shape"),
