@@ -57,7 +57,8 @@ def main(argv):
         return
     print("final metrics:")
     for key in sorted(metrics):
-        print(f"  {key}: {metrics[key]:.6g}")
+        value = metrics[key]
+        print(f"  {key}: {value:.6g}" if isinstance(value, (int, float)) else f"  {key}: {value}")
 
 
 if __name__ == "__main__":
