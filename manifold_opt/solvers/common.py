@@ -259,19 +259,22 @@ def stop_reason(it: Iterate, tolerance, cost_tolerance, max_iterations):
     return reason.astype(jnp.int32)
 
 
+def no_worse(value, best_value):
+    """value is no worse than best_value: lower, or above by at most rounding, 32 eps (1 + |best|)
+    (near an optimum the costs of successive iterates tie to the last bits while the gradient or
+    gap keeps falling). The rule every solver's best-iterate bookkeeping uses."""
+    eps = jnp.finfo(jnp.result_type(value)).eps
+    return value <= best_value + 32 * eps * (1 + jnp.abs(best_value))
+
+
 def run(step, it: Iterate, extras, max_iterations, tolerance, cost_tolerance) -> tuple[SolverResult, object]:
     """`(it, extras) <- step(it, extras)` in one lax.while_loop until a stopping test holds.
 
     The lowest-cost iterate is kept beside the loop and returned when the last one is worse (a
     trust-region or ARC step accepted on its rounding-regularized ratio can raise the cost):
-    no solver returns a point worse than the best it accepted. A later iterate within rounding of
-    the best cost (32 eps (1 + |f|)) counts as no worse: near the optimum the costs of accepted
-    steps tie to the last bits while the gradient keeps falling. The returned iterate's stop
+    no solver returns a point worse than the best it accepted (ties within rounding count as no
+    worse, `no_worse`). The returned iterate's stop
     reason is its own where a stopping test holds there, else the loop's."""
-
-    def no_worse(value, best_value):
-        eps = jnp.finfo(jnp.result_type(value)).eps
-        return value <= best_value + 32 * eps * (1 + jnp.abs(best_value))
 
     def cond(carry):
         it, _, _ = carry
