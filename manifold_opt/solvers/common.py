@@ -246,10 +246,12 @@ def advance(manifold, it: Iterate, x, value, grad, accepted=True, stuck=False) -
 def stop_reason(it: Iterate, tolerance, cost_tolerance, max_iterations):
     """The StopReason code of `it` (RUNNING while no stopping test holds), checked in order:
     a NaN/inf cost or gradient, the gradient tolerance, a step that made no progress (`stuck`),
-    a stalled cost change |f_prev - f| <= cost_tolerance (1 + |f|), the iteration budget."""
+    a stalled cost change |f_prev - f| <= cost_tolerance (1 + |f|) (off at cost_tolerance = 0: near
+    the optimum an accepted step can leave f unchanged to the last bit while the gradient still
+    falls), the iteration budget."""
     non_finite = ~(jnp.isfinite(it.value) & jnp.isfinite(it.grad_norm))
     small_gradient = it.grad_norm <= tolerance
-    stalled = jnp.abs(it.previous_value - it.value) <= cost_tolerance * (1.0 + jnp.abs(it.value))
+    stalled = (jnp.abs(it.previous_value - it.value) <= cost_tolerance * (1.0 + jnp.abs(it.value))) & (cost_tolerance > 0)
     reason = jnp.select(
         [non_finite, small_gradient, it.stuck, stalled, it.iteration >= max_iterations],
         [StopReason.NON_FINITE, StopReason.GRADIENT_TOLERANCE, StopReason.STEP_TOO_SMALL, StopReason.COST_STALLED,
