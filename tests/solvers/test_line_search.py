@@ -57,3 +57,29 @@ def test_backtracking_reads_derivatives_where_the_cost_difference_is_rounding():
     assert int(trials) == 5  # 100, 50, 25, 2.5, 1
     np.testing.assert_allclose(np.asarray(y), np.asarray(target), atol=1e-13)
     np.testing.assert_allclose(np.asarray(gy), np.asarray(y - target), atol=1e-15)
+
+
+def test_a_worse_last_iterate_never_lends_its_convergence_to_the_best_one():
+    """common.run returns the best iterate when the last is worse (a trust-region step accepted on
+    its rounding-regularized ratio can raise the cost by ~1e3 eps |f|); the last one's gradient
+    tolerance used to become the returned point's stop reason: converged=True with
+    ||grad|| = 1 > tolerance. A scripted step (from cost 4: costs 1, 12 with |g| = 1, then 8, 14, 10 with
+    |g| = 0) now runs to its budget and returns the best point, honestly."""
+    from manifold_opt.manifolds import Euclidean
+    from manifold_opt.solvers import common
+
+    manifold = Euclidean(2)
+    it = common.start(lambda x: jnp.sum(x**2), manifold, jnp.array([2.0, 0.0]), False, 5)  # cost 4
+
+    def step(it, extras):
+        k = it.iteration + 1
+        x = it.x + 1.0
+        value = jnp.where(k == 1, 1.0, jnp.where(k % 2 == 0, 10.0, 5.0) + k)  # 1, 12, 8, 14, 10
+        grad = jnp.where(k <= 2, 1.0, 0.0) * jnp.array([1.0, 0.0])
+        return common.advance(manifold, it, x, value, grad), extras
+
+    result, _ = common.run(step, it, None, 5, 1e-6, 0.0)
+    assert not bool(result.converged) and mo.solvers.stop_reason_name(result.stop_reason) == "MAX_ITERATIONS"
+    assert float(result.value) == 1.0 and float(result.gradient_norm) == 1.0  # iterate 1
+    np.testing.assert_array_equal(np.asarray(result.x), [3.0, 1.0])
+    assert int(result.iterations) == 5
