@@ -243,13 +243,15 @@ def advance(manifold, it: Iterate, x, value, grad, accepted=True, stuck=False) -
                    write_log(it.log, k, value, grad_norm))
 
 
-def stop_reason(it: Iterate, tolerance, cost_tolerance, max_iterations):
+def stop_reason(it: Iterate, tolerance, cost_tolerance, max_iterations, may_converge=True):
     """The StopReason code of `it` (RUNNING while no stopping test holds), checked in order:
-    a NaN/inf cost or gradient, the gradient tolerance, a step that made no progress (`stuck`),
-    a stalled cost change |f_prev - f| <= cost_tolerance (1 + |f|), the iteration budget."""
+    a NaN/inf cost or gradient, the gradient tolerance (where `may_converge`), a step that made no progress (`stuck`),
+    a stalled cost change |f_prev - f| <= cost_tolerance (1 + |f|) (off at cost_tolerance = 0: near
+    the optimum an accepted step can leave f unchanged to the last bit while the gradient still
+    falls), the iteration budget."""
     non_finite = ~(jnp.isfinite(it.value) & jnp.isfinite(it.grad_norm))
-    small_gradient = it.grad_norm <= tolerance
-    stalled = jnp.abs(it.previous_value - it.value) <= cost_tolerance * (1.0 + jnp.abs(it.value))
+    small_gradient = (it.grad_norm <= tolerance) & may_converge
+    stalled = (jnp.abs(it.previous_value - it.value) <= cost_tolerance * (1.0 + jnp.abs(it.value))) & (cost_tolerance > 0)
     reason = jnp.select(
         [non_finite, small_gradient, it.stuck, stalled, it.iteration >= max_iterations],
         [StopReason.NON_FINITE, StopReason.GRADIENT_TOLERANCE, StopReason.STEP_TOO_SMALL, StopReason.COST_STALLED,
@@ -259,23 +261,31 @@ def stop_reason(it: Iterate, tolerance, cost_tolerance, max_iterations):
     return reason.astype(jnp.int32)
 
 
+def no_worse(value, best_value):
+    """value is no worse than best_value: lower, or above by at most rounding, 32 eps (1 + |best|)
+    (near an optimum the costs of successive iterates tie to the last bits while the gradient or
+    gap keeps falling). The rule every solver's best-iterate bookkeeping uses."""
+    eps = jnp.finfo(jnp.result_type(value)).eps
+    return value <= best_value + 32 * eps * (1 + jnp.abs(best_value))
+
+
 def run(step, it: Iterate, extras, max_iterations, tolerance, cost_tolerance) -> tuple[SolverResult, object]:
     """`(it, extras) <- step(it, extras)` in one lax.while_loop until a stopping test holds.
 
     The lowest-cost iterate is kept beside the loop and returned when the last one is worse (a
     trust-region or ARC step accepted on its rounding-regularized ratio can raise the cost):
-    no solver returns a point worse than the best it accepted. A later iterate within rounding of
-    the best cost (32 eps (1 + |f|)) counts as no worse: near the optimum the costs of accepted
-    steps tie to the last bits while the gradient keeps falling. The returned iterate's stop
-    reason is its own where a stopping test holds there, else the loop's."""
+    no solver returns a point worse than the best it accepted (ties within rounding count as no
+    worse, `no_worse`). The gradient tolerance stops the loop only at an iterate no worse than
+    the best (else the loop goes on: a convergence claim is never carried over to another point).
+    The returned iterate's stop reason is its own where a stopping test holds there, else the
+    loop's."""
 
-    def no_worse(value, best_value):
-        eps = jnp.finfo(jnp.result_type(value)).eps
-        return value <= best_value + 32 * eps * (1 + jnp.abs(best_value))
+    def loop_reason_of(it, best):
+        return stop_reason(it, tolerance, cost_tolerance, max_iterations, may_converge=no_worse(it.value, best[1]))
 
     def cond(carry):
-        it, _, _ = carry
-        return stop_reason(it, tolerance, cost_tolerance, max_iterations) == StopReason.RUNNING
+        it, _, best = carry
+        return loop_reason_of(it, best) == StopReason.RUNNING
 
     def body(carry):
         it, extras, best = carry
@@ -283,7 +293,7 @@ def run(step, it: Iterate, extras, max_iterations, tolerance, cost_tolerance) ->
         return it, extras, select(no_worse(it.value, best[1]), (it.x, it.value, it.grad_norm), best)
 
     it, extras, best = lax.while_loop(cond, body, (it, extras, (it.x, it.value, it.grad_norm)))
-    loop_reason = stop_reason(it, tolerance, cost_tolerance, max_iterations)
+    loop_reason = loop_reason_of(it, best)
     worse = ~no_worse(it.value, best[1])
     it = select(worse, it._replace(x=best[0], value=best[1], grad_norm=best[2]), it)
     reason = stop_reason(it, tolerance, cost_tolerance, max_iterations)

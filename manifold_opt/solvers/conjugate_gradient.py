@@ -1,7 +1,7 @@
 """Riemannian nonlinear conjugate gradient (Absil et al. 2008, §8.3; Sato 2021, "Riemannian
 Optimization and Its Applications", ch. 4).
 
-d_0 = -g_0;  x_{k+1} = R_{x_k}(t_k d_k) (Armijo);  d_{k+1} = -g_{k+1} + beta_k T(d_k), where T is
+d_0 = -g_0;  x_{k+1} = R_{x_k}(t_k d_k) (`line_search.backtracking`);  d_{k+1} = -g_{k+1} + beta_k T(d_k), where T is
 the vector transport to x_{k+1} and, with y = g_{k+1} - T(g_k):
   hestenes_stiefel (HS+):  beta = max(0, <g_{k+1}, y> / <T(d_k), y>)
   polak_ribiere (PR+):     beta = max(0, <g_{k+1}, y> / ||g_k||^2)

@@ -41,6 +41,11 @@ is approximate (`set.lmo_is_exact` False: power iteration, Newton-Schulz) its ga
 true gap from below, so a gap under the tolerance is recomputed with `set.lmo_exact` before the
 run may stop; a set with `lmo_warm` (NuclearNormBall) is warm-started from the previous
 iteration's singular vector. The returned `gap` is always the exact gap at the returned x.
+
+Best iterate: no FW step rule guarantees a decrease (the agnostic schedule, a short step with too
+small an L), so the lowest-cost iterate is kept beside the loop (ties within rounding count as no
+worse, `common.no_worse`, as in the Riemannian solvers) and returned when the last one is worse,
+with the exact gap at it; the run converges only at an iterate no worse than the best so far.
 """
 from __future__ import annotations
 
@@ -79,6 +84,15 @@ class FrankWolfeIterate(NamedTuple):
     full: jax.Array  # a new atom found no free slot
     iteration: jax.Array
     log: SolverLog | None
+
+
+class Best(NamedTuple):
+    """The lowest-cost iterate so far (`common.no_worse`): returned when the last one is worse."""
+
+    x: object
+    value: jax.Array
+    grad: object
+    iteration: jax.Array
 
 
 def _sub(u, v):
@@ -242,9 +256,10 @@ def frank_wolfe(
     it = FrankWolfeIterate(x, value, g, grad_norm, s, code, gap, floor, warm, phi, lip0.astype(dtype), codes, weights,
                            jnp.asarray(False), jnp.zeros([], jnp.int32), new_log)
 
-    def reason_of(it):
+    def reason_of(it, best):
+        """The loop's stop reason; convergence only at an iterate no worse than the best so far."""
         non_finite = ~(jnp.isfinite(it.value) & jnp.isfinite(it.grad_norm)) | jnp.isnan(it.gap)
-        converged = (it.gap <= tolerance) & (it.gap >= it.gap_floor)
+        converged = (it.gap <= tolerance) & (it.gap >= it.gap_floor) & (best.iteration == it.iteration)
         return jnp.select(
             [non_finite, converged, it.full, it.iteration >= max_iterations],
             [StopReason.NON_FINITE, StopReason.GAP_TOLERANCE, StopReason.ACTIVE_SET_FULL, StopReason.MAX_ITERATIONS],
@@ -355,11 +370,32 @@ def frank_wolfe(
         phi = jnp.where(local | fw_step, it.phi, jnp.minimum(gap, it.phi / 2))
         return s, code, gap, phi, local, fw_step
 
-    it = lax.while_loop(lambda it: reason_of(it) == StopReason.RUNNING, body, it)
-    reason = reason_of(it)
-    gap = it.gap
-    if lazy or block or not set.lmo_is_exact:  # a converged run's gap is exact; recompute any other
-        exact_gap = lambda: gap_at(it.x, it.grad, set.lmo_exact(it.grad))[0]
-        gap = lax.cond(reason == StopReason.GAP_TOLERANCE, lambda: it.gap, exact_gap)
-    return SolverResult(it.x, it.value, it.grad_norm, it.iteration, reason == StopReason.GAP_TOLERANCE, reason,
-                        it.log, gap)
+    # ----- the loop, keeping the best iterate beside it (common.run's rule) ----------------------
+    def keep_best(it, best):
+        return common.select(common.no_worse(it.value, best.value), Best(it.x, it.value, it.grad, it.iteration), best)
+
+    def loop_body(carry):
+        it = body(carry[0])
+        return it, keep_best(it, carry[1])
+
+    it, best = lax.while_loop(lambda c: reason_of(*c) == StopReason.RUNNING, loop_body,
+                              (it, Best(it.x, it.value, it.grad, it.iteration)))
+    reason = reason_of(it, best)
+
+    def exact_gap(x, g):
+        gap, floor = gap_at(x, g, set.lmo_exact(g))
+        return gap, (gap <= tolerance) & (gap >= floor)
+
+    def last():
+        gap = it.gap
+        if lazy or block or not set.lmo_is_exact:  # a converged run's gap is exact; recompute any other
+            gap = lax.cond(reason == StopReason.GAP_TOLERANCE, lambda: it.gap, lambda: exact_gap(it.x, it.grad)[0])
+        return it.x, it.value, it.grad_norm, gap, reason
+
+    def best_so_far():  # the last iterate is worse: return the best, with its own exact gap
+        gap, converged = exact_gap(best.x, best.grad)
+        return best.x, best.value, jnp.sqrt(_norm2(best.grad)), gap, jnp.where(converged, StopReason.GAP_TOLERANCE,
+                                                                              reason).astype(jnp.int32)
+
+    x, value, grad_norm, gap, reason = lax.cond(best.iteration == it.iteration, last, best_so_far)
+    return SolverResult(x, value, grad_norm, it.iteration, reason == StopReason.GAP_TOLERANCE, reason, it.log, gap)

@@ -4,8 +4,8 @@ Manopt's rlbfgs).
 
 At x_k, with pairs (s_i, y_i) stored in T_{x_k} M, the direction d = -H_k grad f(x_k) comes from
 the two-loop recursion (Nocedal & Wright 2006, Alg. 7.4) with H^0 = gamma I, gamma = <s, y> / <y, y>
-of the newest pair (1 / ||grad f|| with an empty memory: a unit first step). Armijo backtracking
-from t = 1 gives x_{k+1} = R_{x_k}(t d); with T the vector transport from x_k to x_{k+1},
+of the newest pair (1 / ||grad f|| with an empty memory: a unit first step). Backtracking
+(`line_search.backtracking`) from t = 1 gives x_{k+1} = R_{x_k}(t d); with T the vector transport from x_k to x_{k+1},
 
     s = T(t d),   y = grad f(x_{k+1}) - T(grad f(x_k)),
 
@@ -119,7 +119,7 @@ def lbfgs(
 ) -> SolverResult:
     """Minimize `cost` (a function or a `Cost` with hand-written derivatives) on `manifold` by
     Riemannian L-BFGS keeping the last `memory` pairs. One jitted lax.while_loop; stopping and
-    stop reasons as in `steepest_descent` (STEP_TOO_SMALL: the Armijo search failed along
+    stop reasons as in `steepest_descent` (STEP_TOO_SMALL: the line search failed along
     -grad f)."""
     size = check_positive_int("lbfgs", "memory", memory)
     common.check_solver_args("lbfgs", cost, manifold, x0, max_iterations)

@@ -1,4 +1,5 @@
-"""Riemannian steepest descent with Armijo backtracking (Absil, Mahony & Sepulchre 2008, §4.2)."""
+"""Riemannian steepest descent with backtracking (Absil, Mahony & Sepulchre 2008, §4.2; Armijo,
+and approximate Wolfe at rounding level: `line_search.backtracking`)."""
 from __future__ import annotations
 
 from manifold_opt.manifolds.base import check_option
@@ -25,15 +26,16 @@ def steepest_descent(
 ) -> SolverResult:
     """Minimize `cost` (a JAX function x -> scalar, differentiated by autodiff) on `manifold`.
 
-    x_{k+1} = R_{x_k}(-t_k grad f(x_k)), t_k from Armijo backtracking started by
+    x_{k+1} = R_{x_k}(-t_k grad f(x_k)), t_k from `line_search.backtracking` started by
     `initial_step_rule` (line_search.STEP_RULES: the Nocedal-Wright "quadratic" guess, or
     Manopt's "adaptive" rule). One jitted lax.while_loop; `cost` and `manifold` are static (the
     compilation is cached per cost function and shapes).
 
     Why did it stop? `result.stop_reason` (`stop_reason_name` reads it), tested in this order:
     NON_FINITE (the cost or gradient became NaN/inf; the run ends at once), GRADIENT_TOLERANCE
-    (||grad f|| <= tolerance: the only one with `converged=True`), STEP_TOO_SMALL (no Armijo step
-    among max_line_search_steps trials decreased the cost), COST_STALLED (|f_{k-1} - f_k| <=
+    (||grad f|| <= tolerance: the only one with `converged=True`), STEP_TOO_SMALL (no trial among
+    max_line_search_steps passed the Armijo test, or where the cost's change is rounding the
+    approximate Wolfe test), COST_STALLED (|f_{k-1} - f_k| <=
     cost_tolerance (1 + |f_k|)), MAX_ITERATIONS. x0 must lie on the manifold (ValueError
     otherwise, checked before jit on concrete inputs); `project_x0=True` starts from
     manifold.project(x0) instead.

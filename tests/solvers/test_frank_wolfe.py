@@ -234,3 +234,36 @@ def test_an_approximate_lmo_never_claims_convergence():
     outside = -2 * c / jnp.linalg.norm(c)  # gap <c, x0 - s> = -||c||
     r = jax.jit(lambda x0: frank_wolfe(lambda x: jnp.vdot(c, x), L2Ball(1.0), x0, max_iterations=3))(outside)
     assert not bool(r.converged) and float(r.gap) < 0
+
+
+@pytest.mark.parametrize("case", ["simplex_short_step_small_L", "nuclear_norm_agnostic"])
+def test_returns_its_best_iterate_with_the_exact_gap_there(case):
+    """Issue 18.6: no solver returns a point worse than the best it accepted. A short step with L
+    far too small overshoots (the cost climbs from iteration 1), and the agnostic schedule
+    2 / (t + 2) oscillates: the last iterate was returned (34.9 vs the best 14.0; 10.996 vs
+    10.989). Now the lowest logged cost is returned, with the exact gap at that x (NumPy: simplex
+    min_i g_i, nuclear-norm ball r sigma_max(g)) and a stop reason that is not convergence."""
+    rng = np.random.default_rng(3)
+    if case == "simplex_short_step_small_L":
+        cost, the_set, x0 = least_squares, Simplex(), jnp.ones(12) / 12
+        options = dict(step="short", lipschitz=1.0, max_iterations=40)  # L = ||A||_2^2 is about 70
+        grad = lambda x: A.T @ (A @ x - B)
+        lmo_value = lambda g: g.min()
+    else:
+        target = rng.standard_normal((12, 2)) @ rng.standard_normal((2, 8))
+        mask = (rng.random((12, 8)) < 0.6) * 1.0
+        cost = lambda x: 0.5 * jnp.sum((mask * (x - target)) ** 2)
+        the_set, x0 = NuclearNormBall(0.5 * np.linalg.svd(target, compute_uv=False).sum()), jnp.zeros((12, 8))
+        options = dict(step="agnostic", max_iterations=30)
+        grad = lambda x: mask * (x - target)
+        lmo_value = lambda g: -the_set.radius * np.linalg.svd(g, compute_uv=False)[0]
+    r = frank_wolfe(cost, the_set, x0, variant="vanilla", log=True, **options)
+    costs = np.asarray(r.log.cost)
+    assert costs[-1] > costs.min() + 1e-6 * abs(costs.min())  # the last iterate is worse: the case is tested
+    np.testing.assert_allclose(float(r.value), costs.min(), rtol=1e-14)
+    np.testing.assert_allclose(float(cost(r.x)), float(r.value), rtol=1e-14)
+    g = grad(np.asarray(r.x))
+    exact = float(np.sum(g * np.asarray(r.x)) - lmo_value(g))
+    np.testing.assert_allclose(float(r.gap), exact, rtol=1e-10)
+    np.testing.assert_allclose(float(r.gradient_norm), np.linalg.norm(g), rtol=1e-10)
+    assert exact > 1e-7 and not bool(r.converged) and int(r.stop_reason) == StopReason.MAX_ITERATIONS

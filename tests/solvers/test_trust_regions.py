@@ -10,7 +10,7 @@ import manifold_opt as mo
 from manifold_opt.manifolds import Euclidean, Grassmann, OrthogonalGroup, Sphere, Stiefel
 from manifold_opt.solvers import common
 from manifold_opt.solvers.common import inner, value_and_rgrad
-from manifold_opt.solvers.line_search import armijo_backtracking, search
+from manifold_opt.solvers.line_search import backtracking, search
 from manifold_opt.solvers.trust_regions import riemannian_hvp, truncated_cg
 
 # manifold, second-order curve t -> c(t) with c(0) = x, c'(0) = u
@@ -75,7 +75,7 @@ def test_truncated_cg_solves_the_newton_system_inside_a_large_radius():
     np.testing.assert_allclose(float(jnp.sqrt(inner(manifold, x, small, small))), 1e-3, rtol=1e-10)
 
 
-def test_armijo_backtracking_sufficient_decrease_and_failure():
+def test_backtracking_sufficient_decrease_and_failure():
     """On 1/2 ||x - a||^2 along -grad, f(x - t g) = (1 - t)^2 f(x): Armijo with c = 1e-4 accepts
     t <= 2 (1 - c), so halving from 100 stops at 100 / 2^6 = 1.5625."""
     manifold = Euclidean(5)
@@ -85,20 +85,21 @@ def test_armijo_backtracking_sufficient_decrease_and_failure():
     x = jnp.asarray(rng.standard_normal(5))
     value, grad = value_and_rgrad(cost, manifold, x)
     slope = -inner(manifold, x, grad, grad)
-    t, y, fy, _ = armijo_backtracking(cost, manifold, x, value, -grad, slope, 100.0)
+    t, y, fy, gy, _ = backtracking(cost, manifold, x, value, -grad, slope, 100.0)
     assert float(t) == 1.5625
     assert float(fy) <= float(value) + 1e-4 * float(t) * float(slope)
     np.testing.assert_allclose(float(fy), float(cost(y)), rtol=1e-14)
+    np.testing.assert_allclose(np.asarray(gy), np.asarray(y - target), rtol=1e-13)
     # an ascent direction never passes: no step, the point is unchanged
-    t, y, fy, _ = armijo_backtracking(cost, manifold, x, value, grad, -slope, 1.0, max_steps=5)
+    t, y, fy, _, _ = backtracking(cost, manifold, x, value, grad, -slope, 1.0, max_steps=5)
     assert float(t) == 0.0 and float(fy) == float(value)
     np.testing.assert_array_equal(np.asarray(y), np.asarray(x))
 
 
 @pytest.mark.parametrize("previous_step, trials, ascent", [(1e-3, 2, False), (50.0, 1, False), (1.0, 1, True)])
 def test_search_returns_the_gradient_at_the_accepted_point(previous_step, trials, ascent):
-    """The gradient `search` hands back (from the first trial, recomputed after a backtrack, or
-    the start's after a failed search) is the Riemannian gradient at the point it returns."""
+    """The gradient `search` hands back (the accepted trial's, or the start's after a failed
+    search) is the Riemannian gradient at the point it returns."""
     manifold = Stiefel(6, 2)
     rng = np.random.default_rng(2)
     a = jnp.asarray(rng.standard_normal((6, 6)))
@@ -107,8 +108,8 @@ def test_search_returns_the_gradient_at_the_accepted_point(previous_step, trials
     it = common.start(cost, manifold, x, False, 1)._replace(iteration=jnp.int32(1))
     direction = it.grad if ascent else -it.grad
     slope = inner(manifold, x, it.grad, direction)
-    memory = (jnp.asarray(previous_step), jnp.int32(trials))  # adaptive rule: first step 2 * 1e-3 or 2 * 50
-    y, fy, gy, (t, used) = search(cost, manifold, it, direction, slope, memory, "adaptive", max_steps=30)
+    memory = (jnp.asarray(previous_step), jnp.int32(trials), slope)  # adaptive rule: first step 2 * 1e-3 or 2 * 50
+    y, fy, gy, (t, used, _) = search(cost, manifold, it, direction, slope, memory, "adaptive", max_steps=30)
     expected_value, expected_grad = value_and_rgrad(cost, manifold, y)
     np.testing.assert_allclose(float(fy), float(expected_value), rtol=1e-13)
     np.testing.assert_allclose(np.asarray(gy), np.asarray(expected_grad), rtol=1e-12, atol=1e-13)
