@@ -1,6 +1,7 @@
 """Our manifolds against Pymanopt 2.2 on the same inputs (float64 / complex128): every method
-both libraries have, for the new manifolds, SPD, and Euclidean, Sphere, Oblique, Stiefel and
-Grassmann.
+both libraries have, for the new manifolds, SPD, and Euclidean, Sphere, Oblique, Stiefel,
+Grassmann and the special orthogonal group. (Transports of the group are not compared:
+Pymanopt's keeps the Lie-algebra element, W at X -> W at Y, ours projects X W onto T_Y.)
 
 Two Pymanopt methods are wrong and are checked against references written here instead:
 Elliptope.projection (it solves the Lyapunov equation with the wrong sign: its output is neither
@@ -13,7 +14,7 @@ import scipy.linalg
 from numpy import testing as npt
 
 from manifold_opt import manifolds as M
-from tests.manifolds.pymanopt_adapter import adapt
+from tests.manifolds.pymanopt_adapter import adapt, adapt_group
 
 pm = pytest.importorskip("pymanopt.manifolds", reason="pymanopt not installed (pip install -e .[test])")
 
@@ -42,8 +43,11 @@ CASES = {
     "oblique": (M.Oblique(4, 3), lambda: pm.Oblique(4, 3), False, BASIC + ("exp", "log", "dist")),
     "stiefel": (M.Stiefel(5, 2), lambda: pm.Stiefel(5, 2, k=2), False, BASIC + ("exp",)),
     "grassmann": (M.Grassmann(5, 2), lambda: pm.Grassmann(5, 2, k=2), False, BASIC + ("exp", "log", "dist")),
+    "special_orthogonal": (M.OrthogonalGroup(4, special=True), lambda: pm.SpecialOrthogonalGroup(4, k=2), False,
+                           ("proj", "inner", "norm", "rgrad", "rhess", "retract", "exp", "log", "dist")),
 }
-COPIES = {"poincare": 3, "positive": 2, "symmetric": 2, "complex_grassmann": 2, "spd": 2, "stiefel": 2, "grassmann": 2}
+COPIES = {"poincare": 3, "positive": 2, "symmetric": 2, "complex_grassmann": 2, "spd": 2, "stiefel": 2, "grassmann": 2,
+          "special_orthogonal": 2}
 
 
 def close(a, b):
@@ -64,7 +68,7 @@ def test_same_results_as_pymanopt(name):
     ours_manifold, theirs_factory, complex_, methods = CASES[name]
     np.random.seed(0)
     theirs = theirs_factory()
-    ours = adapt(ours_manifold, COPIES.get(name, 1), complex_)
+    ours = (adapt_group if name == "special_orthogonal" else adapt)(ours_manifold, COPIES.get(name, 1), complex_)
     x = theirs.random_point()
     y = theirs.random_point()
     if name == "poincare":  # inside radius 1/2, as Pymanopt's tests do
