@@ -12,9 +12,14 @@ trees (manifold trees and set trees alike):
   over the leaves, with `None` replaced by `UNCONSTRAINED`,
 - `infeasible_leaves(manifolds, params)` lists the concrete params that are off their manifold.
 
-The manifold tree only has to be a prefix of the params: a leaf may sit over a wrapper node
-holding one array (a Flax `Variable`, as `nnx.Optimizer.init` passes them) or over an empty
-subtree (an `optax.MaskedNode` inside `optax.partition`, skipped). `manifold_tree` stops at such
+The manifold tree only has to be a prefix of the params: a leaf sits over the params subtree
+that holds one point of its manifold, possibly inside a wrapper node (a Flax `Variable`, as
+`nnx.Optimizer.init` passes them), or over an empty subtree (an `optax.MaskedNode` inside
+`optax.partition`, skipped). A point is one array for most manifolds and a tuple of arrays where
+the manifold's `point_structure` says so (FixedRankEmbedded's (U, s, Vt), a Product's factors):
+there the subtree's arrays, in flattening order (a tuple or named tuple keeps its order), are
+handed to the manifold as that tuple, and results of the point's structure are put back in the
+subtree's containers, so updates have the params' structure. `manifold_tree` stops at such
 wrappers (`is_param_wrapper`), so `manifold_tree(nnx.state(model, nnx.Param), rules)` and boxed
 linen variables work directly, with rule paths like 'dense/kernel', and the tree it returns
 fits both the wrapped and the plain (`nnx.as_pure`) params.
@@ -154,12 +159,40 @@ def _first_mismatch(m_leaves, params) -> str | None:
     return None
 
 
-def _single_array(path, subtree):
-    """The one array in a params subtree, None for an empty (masked) one."""
+def _point_structure(geometry) -> jax.tree_util.PyTreeDef:
+    """A manifold's point structure; one array for None and the constraint sets."""
+    return (geometry if isinstance(geometry, Manifold) else UNCONSTRAINED).point_structure
+
+
+def _point(path, geometry, subtree):
+    """What a params-shaped subtree holds for `geometry`: its arrays in the point structure (a
+    point, tangent vector or gradient), None for an empty (masked) subtree, and as it is a lone
+    array under a manifold whose points are tuples (a value per point, such as Adam's second
+    moment, stored by `_put`)."""
     leaves = jax.tree_util.tree_leaves(subtree)
-    if len(leaves) > 1:
-        raise ValueError(f"manifold tree does not match params at {path!r}: one manifold leaf covers {len(leaves)} arrays")
-    return leaves[0] if leaves else None
+    if not leaves:
+        return None
+    structure = _point_structure(geometry)
+    if jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(subtree)) and structure.num_leaves > 1:
+        return subtree
+    if len(leaves) != structure.num_leaves:
+        raise ValueError(
+            f"manifold tree does not match params at {path!r}: one manifold leaf covers {len(leaves)} arrays, "
+            f"{'a point' if geometry is None else repr(geometry) + ' points'} have {structure.num_leaves}"
+        )
+    return jax.tree_util.tree_unflatten(structure, leaves)
+
+
+def _put(geometry, subtree, value):
+    """`value` in place of a params subtree, in the subtree's containers (wrappers, named tuples):
+    always where points are one array, where it has the point structure otherwise (else as it
+    is: a value per point)."""
+    structure = _point_structure(geometry)
+    if jax.tree_util.treedef_is_leaf(structure):
+        return jax.tree_util.tree_map(lambda _: value, subtree)
+    if jax.tree_util.tree_structure(value) != structure:
+        return value
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(subtree), jax.tree_util.tree_leaves(value))
 
 
 def check_manifold_tree(manifolds, params) -> None:
@@ -173,7 +206,7 @@ def check_manifold_tree(manifolds, params) -> None:
     for path, manifold, subtree in pairs:
         if not is_manifold_leaf(manifold):
             raise ValueError(f"manifold tree leaf at {path!r} must be a Manifold or None, or a constraint set of mo.sets, got {manifold!r}")
-        param = _single_array(path, subtree)
+        param = _point(path, manifold, subtree)
         if manifold is not None and param is not None:
             try:
                 manifold.check_point(param, name=f"param {path!r}")
@@ -192,16 +225,16 @@ def map_manifold_tree(fn: Callable[..., Any], manifolds, params, *rest, num_outp
     rest_subtrees = [treedef.flatten_up_to(r) for r in rest]
     outputs = [[] for _ in range(num_outputs)]
     for i, (path, manifold, subtree) in enumerate(pairs):
-        param = _single_array(path, subtree)
+        param = _point(path, manifold, subtree)
         if param is None:
             for out in outputs:
                 out.append(subtree)
             continue
-        result = fn(UNCONSTRAINED if manifold is None else manifold, param,
-                    *(_single_array(path, r[i]) for r in rest_subtrees))
+        manifold = UNCONSTRAINED if manifold is None else manifold
+        result = fn(manifold, param, *(_point(path, manifold, r[i]) for r in rest_subtrees))
         result = (result,) if num_outputs == 1 else result
         for out, value in zip(outputs, result):
-            out.append(jax.tree_util.tree_map(lambda _, v=value: v, subtree))
+            out.append(_put(manifold, subtree, value))
     trees = tuple(jax.tree_util.tree_unflatten(treedef, out) for out in outputs)
     return trees[0] if num_outputs == 1 else trees
 
@@ -212,11 +245,12 @@ def infeasible_leaves(manifolds, params) -> list[tuple[str, Manifold, float, flo
     (under jit) are skipped: only concrete values can be checked."""
     found = []
     for path, manifold, subtree in _paired(manifolds, params)[0]:
-        param = _single_array(path, subtree)
-        if manifold is None or param is None or isinstance(param, jax.core.Tracer):
+        param = _point(path, manifold, subtree)
+        first = jax.tree_util.tree_leaves(param)[:1]
+        if manifold is None or not first or isinstance(first[0], jax.core.Tracer):
             continue
         residual = float(np.max(np.asarray(manifold.feasibility(param))))
-        tolerance = feasibility_tolerance(param.dtype)
+        tolerance = feasibility_tolerance(first[0].dtype)
         if not residual <= tolerance:
             found.append((path, manifold, residual, tolerance))
     return found
