@@ -183,16 +183,25 @@ def _point(path, geometry, subtree):
     return jax.tree_util.tree_unflatten(structure, leaves)
 
 
+def _unwrap(node):
+    """The value inside a parameter wrapper (see `is_param_wrapper`)."""
+    return node.get_value() if callable(getattr(type(node), "get_value", None)) else node.unbox()
+
+
 def _put(geometry, subtree, value):
-    """`value` in place of a params subtree, in the subtree's containers (wrappers, named tuples):
-    always where points are one array, where it has the point structure otherwise (else as it
-    is: a value per point)."""
+    """`value` in place of a params subtree. Where points are one array: in the subtree's
+    containers, wrappers included. Where points are tuples: a value of the point structure in the
+    subtree's containers without its wrappers (a Flax Variable holding a tuple would come back
+    from nnx.Optimizer's state update as an nnx.State); any other value (one per point) as it is.
+    """
     structure = _point_structure(geometry)
     if jax.tree_util.treedef_is_leaf(structure):
         return jax.tree_util.tree_map(lambda _: value, subtree)
     if jax.tree_util.tree_structure(value) != structure:
         return value
-    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(subtree), jax.tree_util.tree_leaves(value))
+    containers = jax.tree_util.tree_map(lambda n: _unwrap(n) if is_param_wrapper(n) else n, subtree,
+                                        is_leaf=is_param_wrapper)
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(containers), jax.tree_util.tree_leaves(value))
 
 
 def check_manifold_tree(manifolds, params) -> None:
