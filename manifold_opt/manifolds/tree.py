@@ -77,7 +77,10 @@ def manifold_tree(params, rules: Mapping[str, Manifold | None]):
     """A manifold tree for `params` from glob rules over '/'-joined key paths.
 
     `rules` maps patterns (`fnmatch` syntax; `*` also matches '/') to a manifold or `None`, e.g.
-    `{"*/mixer": Birkhoff(4), "dense*/kernel": Stiefel(64, 32)}`. The first matching rule wins;
+    `{"*/mixer": Birkhoff(4), "dense*/kernel": Stiefel(64, 32)}`. A manifold whose points are
+    tuples (FixedRankEmbedded, Product) matches the path of a tuple holding one of its points,
+    e.g. `{"lowrank": FixedRankEmbedded(m, n, k)}` for `params["lowrank"] = (U, s, Vt)`. The
+    first matching rule wins;
     parameters matched by no rule are unconstrained (`None`). A rule that matches no parameter
     left by the earlier rules is a ValueError (usually a typo). The result is validated with `check_manifold_tree`.
 
@@ -96,16 +99,35 @@ def manifold_tree(params, rules: Mapping[str, Manifold | None]):
         if not is_manifold_leaf(manifold):
             raise TypeError(f"manifold_tree: rule {pattern!r} must map to a Manifold or None, or a constraint set of mo.sets, got {manifold!r}")
     used = set()
+    tuple_points = [m for m in rules.values() if _holds_tuples(m)]
 
-    def pick(path, _):
+    def fits(geometry, node) -> bool:
+        """Whether a rule's geometry may sit at this node: one array (or a wrapped one) for most,
+        a tuple that is one of its points for FixedRankEmbedded and Product."""
+        value = _unwrap(node) if is_param_wrapper(node) else node
+        if not _holds_tuples(geometry):
+            return not isinstance(value, (tuple, list))
+        try:
+            geometry.check_point(value)
+        except ValueError:
+            return False
+        return True
+
+    def is_leaf(node) -> bool:
+        return is_param_wrapper(node) or any(fits(m, node) for m in tuple_points)
+
+    def pick(path, node):
         name = path_to_str(path)
+        several = len(jax.tree_util.tree_leaves(node)) > 1
         for pattern, manifold in rules.items():
-            if fnmatch.fnmatchcase(name, pattern):
+            if fnmatch.fnmatchcase(name, pattern) and (manifold is None or fits(manifold, node)):
                 used.add(pattern)
-                return manifold
+                return jax.tree_util.tree_map(lambda _: None, node) if manifold is None and several else manifold
+        if several:  # a tuple no rule claims as a whole: its arrays one by one
+            return jax.tree_util.tree_map_with_path(lambda p, leaf: pick(path + p, leaf), node)
         return None
 
-    tree = jax.tree_util.tree_map_with_path(pick, params, is_leaf=is_param_wrapper)
+    tree = jax.tree_util.tree_map_with_path(pick, params, is_leaf=is_leaf)
     unused = [p for p in rules if p not in used]
     if unused:
         names = [path_to_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params, is_leaf=is_param_wrapper)[0]]
@@ -117,9 +139,15 @@ def manifold_tree(params, rules: Mapping[str, Manifold | None]):
     return tree
 
 
+def _holds_tuples(geometry) -> bool:
+    """Whether a geometry's points are tuples of arrays (see `Manifold.point_structure`)."""
+    return not jax.tree_util.treedef_is_leaf(_point_structure(geometry))
+
+
 def broadcast_manifold_tree(manifolds, params):
-    """`manifolds` as a full tree over `params` (a single manifold or None goes to every leaf)."""
-    if is_manifold_leaf(manifolds):
+    """`manifolds` as a full tree over `params` (a single manifold or None goes to every leaf; a
+    single manifold whose points are tuples covers all of params, one point)."""
+    if is_manifold_leaf(manifolds) and not _holds_tuples(manifolds):
         return jax.tree_util.tree_map(lambda _: manifolds, params, is_leaf=is_param_wrapper)
     return manifolds
 

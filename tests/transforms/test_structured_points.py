@@ -145,7 +145,7 @@ def test_nnx_optimizer_on_a_factored_parameter():
             return dense(self.factors.get_value())
 
     model = LowRank()
-    manifolds = mo.manifold_tree(nnx.state(model, nnx.Param), {"factors": MANIFOLD})
+    manifolds = mo.manifold_tree(nnx.state(model, nnx.Param), {"factors": MANIFOLD})  # Param holds a tuple
     optimizer = nnx.Optimizer(model, mo.riemannian_sgd(0.2, manifolds, momentum=0.5), wrt=nnx.Param)
 
     @nnx.jit
@@ -212,3 +212,21 @@ def test_errors_name_the_parameter():
     with pytest.raises(ValueError, match="steepest_descent: FixedRankEmbedded has no Riemannian Hessian.*implicit"):
         jax.eval_shape(jax.grad(lambda c: mo.solvers.steepest_descent(  # traced, not compiled
             lambda x, c: c * jnp.sum(x[1]), MANIFOLD, x, args=c, max_iterations=1).x[1][0]), 1.0)
+
+
+def test_rules_and_a_single_manifold_cover_tuple_points():
+    pair_manifold = Product(Sphere(3), Stiefel(4, 2))
+    params = {"low": start()["low"], "pair": pair_manifold.random_point(jax.random.key(1), jnp.float64),
+              "bias": jnp.zeros(3)}
+    assert mo.manifold_tree(params, {"low": MANIFOLD, "pair": pair_manifold}) == {
+        "low": MANIFOLD, "pair": pair_manifold, "bias": None}
+    # a tuple no rule claims as a whole is walked array by array
+    assert mo.manifold_tree(params, {"low": MANIFOLD, "pair/0": Sphere(3)})["pair"] == (Sphere(3), None)
+    # one manifold whose points are tuples covers the whole params: one SGD step by hand
+    x = tuple(params["low"])
+    grads = tuple(jnp.full_like(a, 0.3) for a in x)
+    tx = mo.riemannian_sgd(0.1, MANIFOLD)
+    updates, _ = tx.update(grads, tx.init(x), x)
+    expected = MANIFOLD.retract(x, tuple(-0.1 * g for g in MANIFOLD.egrad_to_rgrad(x, grads)))
+    for new, ref in zip(optax.apply_updates(x, updates), expected):
+        np.testing.assert_allclose(new, ref, atol=1e-14)
