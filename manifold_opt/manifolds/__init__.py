@@ -8,7 +8,7 @@ from manifold_opt.manifolds.fixed_rank import FixedRankEmbedded
 from manifold_opt.manifolds.grassmann import ComplexGrassmann, Grassmann
 from manifold_opt.manifolds.hyperbolic import Hyperboloid, PoincareBall
 from manifold_opt.manifolds.oblique import Oblique
-from manifold_opt.manifolds.orthogonal import OrthogonalGroup
+from manifold_opt.manifolds.orthogonal import OrthogonalGroup, UnitaryGroup
 from manifold_opt.manifolds.params import partition_labels, project_params
 from manifold_opt.manifolds.positive import Positive
 from manifold_opt.manifolds.product import Product
@@ -40,6 +40,7 @@ __all__ = [
     "Stiefel",
     "SymmetricEuclidean",
     "SymmetricPositiveDefinite",
+    "UnitaryGroup",
     "check_manifold_tree",
     "manifold_tree",
     "map_manifold_tree",

@@ -27,6 +27,7 @@ from manifold_opt.manifolds import (
     Stiefel,
     SymmetricEuclidean,
     SymmetricPositiveDefinite,
+    UnitaryGroup,
 )
 
 # Shapes are shared across cases (n = 5 rows) so compiled kernels are reused between tests.
@@ -41,6 +42,7 @@ CASES = {
     "o5_cayley": OrthogonalGroup(5, retraction="cayley"),
     "o5_exp": OrthogonalGroup(5, retraction="exp"),
     "so5_qr": OrthogonalGroup(5, special=True),
+    "u5_qr": UnitaryGroup(5),
     "stiefel5x3_qr_euclidean": Stiefel(5, 3),
     "stiefel5x3_polar_canonical": Stiefel(5, 3, retraction="polar", metric="canonical"),
     "stiefel5x3_cayley_euclidean": Stiefel(5, 3, retraction="cayley"),
@@ -61,7 +63,7 @@ IDS = sorted(CASES)
 HAS_EXP = [i for i in IDS if isinstance(CASES[i], (
     Sphere, Oblique, Grassmann, OrthogonalGroup, SymmetricPositiveDefinite, SymmetricEuclidean, Positive,
     PoincareBall, Hyperboloid, ComplexCircle))]
-COMPLEX = (ComplexCircle, ComplexGrassmann, PSDFixedRankComplex)
+COMPLEX = (ComplexCircle, ComplexGrassmann, PSDFixedRankComplex, UnitaryGroup)
 # open subsets of their ambient space (or quotients of one): a small perturbation stays feasible
 OPEN = (Positive, PoincareBall, PSDFixedRank)
 
@@ -151,8 +153,8 @@ def tangent_residual(m, x, u):
     if isinstance(m, Oblique):
         return max_abs(jnp.sum(x * u, -2))
     if isinstance(m, (Stiefel, OrthogonalGroup)):
-        xtu = jnp.swapaxes(x, -1, -2) @ u
-        return max_abs(xtu + jnp.swapaxes(xtu, -1, -2))
+        xtu = hconj(x) @ u
+        return max_abs(xtu + hconj(xtu))
     if isinstance(m, Grassmann):
         return max_abs(hconj(x) @ u)
     if isinstance(m, Birkhoff):
@@ -333,6 +335,7 @@ def test_project_snaps_perturbed_points_back(name):
         (Grassmann(6, 2), 8),
         (OrthogonalGroup(5), 10),
         (OrthogonalGroup(5, special=True), 10),
+        (UnitaryGroup(5), 25),
         (Birkhoff(4), 9),
         (SymmetricPositiveDefinite(4), 10),
         (Product(Sphere(3), Stiefel(4, 2)), 7),

@@ -30,6 +30,7 @@ from manifold_opt.manifolds import (
     Stiefel,
     SymmetricEuclidean,
     SymmetricPositiveDefinite,
+    UnitaryGroup,
 )
 from tests.manifolds.pymanopt_adapter import Triple, adapt, adapt_group
 
@@ -956,7 +957,7 @@ class TestMultiStiefel(TestSingleStiefel):
         npt.assert_allclose(np.sum(a * b), self.manifold.inner_product(x, a, b))
 
 
-# ----- SpecialOrthogonalGroup, UnitaryGroup (test_group.py) -------------------------------------
+# ----- SpecialOrthogonalGroup, UnitaryGroup (test_group.py) ------------------------------------
 class TestSpecialOrthogonalGroup:
     """Pymanopt's SpecialOrthogonalGroup(10), (10, k=3) and (10, retraction="polar") as our
     OrthogonalGroup(10, special=True); tangent vectors in Pymanopt's Lie-algebra form."""
@@ -1015,10 +1016,60 @@ class TestSpecialOrthogonalGroup:
         npt.assert_array_almost_equal(u, s.log(x, s.exp(x, u)))
 
 
-@pytest.mark.skip(reason="Pymanopt's TestUnitaryGroup (test_group.py, 7 tests): we have no unitary group "
-                         "(OrthogonalGroup is real)")
-def test_unitary_group():
-    """Stands for Pymanopt's TestUnitaryGroup."""
+class TestUnitaryGroup:
+    """Pymanopt's UnitaryGroup(10), (10, k=3) and (10, retraction="polar"); tangent vectors in
+    Pymanopt's Lie-algebra form."""
+
+    n, k = 10, 3
+
+    @pytest.fixture(autouse=True)
+    def setup(self):
+        self.product_manifold = adapt_group(UnitaryGroup(self.n), copies=self.k, complex_=True)
+        self.unitary_group = adapt_group(UnitaryGroup(self.n), complex_=True)
+        self.unitary_group_polar = adapt_group(UnitaryGroup(self.n, retraction="polar"), complex_=True)
+
+    def test_random_point(self):
+        x = self.unitary_group.random_point()
+        assert x.shape == (self.n, self.n)
+        assert (x.imag > 0).any()
+        npt.assert_almost_equal(hconj(x) @ x, np.eye(self.n))
+
+    def test_random_point_product(self):
+        x = self.product_manifold.random_point()
+        assert x.shape == (self.k, self.n, self.n)
+        assert (x.imag > 0).any()
+        npt.assert_almost_equal(hconj(x) @ x, eye_stack(self.k, self.n))
+
+    def test_random_tangent_vector(self):
+        x = self.unitary_group.random_point()
+        u = self.unitary_group.random_tangent_vector(x)
+        assert (u.imag > 0).any()
+        npt.assert_almost_equal(u, -hconj(u))
+
+    def test_random_tangent_vector_product(self):
+        x = self.product_manifold.random_point()
+        u = self.product_manifold.random_tangent_vector(x)
+        assert (u.imag > 0).any()
+        npt.assert_almost_equal(u, -hconj(u))
+
+    @pytest.mark.parametrize("manifold_attribute", ["unitary_group", "unitary_group_polar"])
+    def test_retraction(self, manifold_attribute):
+        manifold = getattr(self, manifold_attribute)
+        x = manifold.random_point()
+        y = manifold.retraction(x, manifold.random_tangent_vector(x))
+        assert (y.imag > 0).any()
+        npt.assert_almost_equal(hconj(y) @ y, np.eye(self.n))
+
+    def test_exp_log_inverse(self):
+        s = self.unitary_group
+        x, y = s.random_point(), s.random_point()
+        npt.assert_array_almost_equal(y, s.exp(x, s.log(x, y)))
+
+    def test_log_exp_inverse(self):
+        s = self.unitary_group
+        x = s.random_point()
+        u = s.random_tangent_vector(x)
+        npt.assert_array_almost_equal(u, s.log(x, s.exp(x, u)))
 
 
 # ----- Product (test_product.py) ----------------------------------------------------------------
