@@ -60,7 +60,9 @@ def check_on_manifold(point, atol=1e-12):
 
 @pytest.mark.parametrize("name, tx, steps", [
     ("sgd", mo.riemannian_sgd(0.5, {"low": MANIFOLD, "bias": None}), 200),
-    ("adam", mo.riemannian_adam(optax.cosine_decay_schedule(0.3, 400), {"low": MANIFOLD, "bias": None}), 400),
+    ("adam_partition", mo.riemannian_partition(  # bias by optax.adam through optax.partition
+        mo.riemannian_adam(optax.cosine_decay_schedule(0.3, 400), {"low": MANIFOLD, "bias": None}),
+        optax.adam(optax.cosine_decay_schedule(0.1, 400)), {"low": MANIFOLD, "bias": None}), 400),
 ])
 def test_best_rank_k_approximation_matches_the_svd(name, tx, steps):
     a = jnp.asarray(target())
