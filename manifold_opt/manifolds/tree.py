@@ -124,7 +124,8 @@ def manifold_tree(params, rules: Mapping[str, Manifold | None]):
                 used.add(pattern)
                 return jax.tree_util.tree_map(lambda _: None, node) if manifold is None and several else manifold
         if several:  # a tuple no rule claims as a whole: its arrays one by one
-            return jax.tree_util.tree_map_with_path(lambda p, leaf: pick(path + p, leaf), node)
+            return jax.tree_util.tree_map_with_path(lambda p, leaf: pick(path + p, leaf), node,
+                                                    is_leaf=lambda n: n is not node and is_param_wrapper(n))
         return None
 
     tree = jax.tree_util.tree_map_with_path(pick, params, is_leaf=is_leaf)
