@@ -14,7 +14,7 @@ from manifold_opt.manifolds.positive import Positive
 from manifold_opt.manifolds.product import Product
 from manifold_opt.manifolds.psd import Elliptope, PSDFixedRank, PSDFixedRankComplex
 from manifold_opt.manifolds.spd import SymmetricPositiveDefinite
-from manifold_opt.manifolds.sphere import Sphere
+from manifold_opt.manifolds.sphere import Sphere, SphereSubspaceComplementIntersection, SphereSubspaceIntersection
 from manifold_opt.manifolds.stiefel import Stiefel
 from manifold_opt.manifolds.symmetric import SymmetricEuclidean
 from manifold_opt.manifolds.tree import check_manifold_tree, manifold_tree, map_manifold_tree
@@ -37,6 +37,8 @@ __all__ = [
     "Positive",
     "Product",
     "Sphere",
+    "SphereSubspaceComplementIntersection",
+    "SphereSubspaceIntersection",
     "Stiefel",
     "SymmetricEuclidean",
     "SymmetricPositiveDefinite",

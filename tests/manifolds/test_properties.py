@@ -24,15 +24,20 @@ from manifold_opt.manifolds import (
     PSDFixedRank,
     PSDFixedRankComplex,
     Sphere,
+    SphereSubspaceComplementIntersection,
+    SphereSubspaceIntersection,
     Stiefel,
     SymmetricEuclidean,
     SymmetricPositiveDefinite,
     UnitaryGroup,
 )
 
+SUBSPACE_SPAN = np.random.default_rng(7).standard_normal((5, 3))
+
 # Shapes are shared across cases (n = 5 rows) so compiled kernels are reused between tests.
 CASES = {
     "sphere5": Sphere(5),
+    "sphere_subspace5": SphereSubspaceIntersection(SUBSPACE_SPAN),
     "oblique5x3": Oblique(5, 3),
     "grassmann5x3": Grassmann(5, 3),
     "birkhoff5": Birkhoff(5),
@@ -61,7 +66,7 @@ CASES = {
 }
 IDS = sorted(CASES)
 HAS_EXP = [i for i in IDS if isinstance(CASES[i], (
-    Sphere, Oblique, Grassmann, OrthogonalGroup, SymmetricPositiveDefinite, SymmetricEuclidean, Positive,
+    Sphere, SphereSubspaceIntersection, Oblique, Grassmann, OrthogonalGroup, SymmetricPositiveDefinite, SymmetricEuclidean, Positive,
     PoincareBall, Hyperboloid, ComplexCircle))]
 COMPLEX = (ComplexCircle, ComplexGrassmann, PSDFixedRankComplex, UnitaryGroup)
 # open subsets of their ambient space (or quotients of one): a small perturbation stays feasible
@@ -108,10 +113,19 @@ def lorentz(a, b):
     return jnp.sum(a * b, -1) - 2 * a[..., 0] * b[..., 0]
 
 
+def off_subspace(v):
+    """The largest residual of v's least-squares fit by SUBSPACE_SPAN's columns (0 in its span)."""
+    columns = np.asarray(v, np.float64).reshape(-1, SUBSPACE_SPAN.shape[0]).T
+    coefficients = np.linalg.lstsq(SUBSPACE_SPAN, columns, rcond=None)[0]
+    return float(np.max(np.abs(SUBSPACE_SPAN @ coefficients - columns)))
+
+
 def membership_residual(m, x):
     """Max violation of the defining equations, written independently of m.feasibility."""
     if isinstance(m, Product):
         return max(membership_residual(f, xi) for f, xi in zip(m.manifolds, x))
+    if isinstance(m, SphereSubspaceIntersection):
+        return max_abs(jnp.linalg.norm(x, axis=-1) - 1) + off_subspace(x)
     if isinstance(m, Sphere):
         return max_abs(jnp.linalg.norm(x, axis=-1) - 1)
     if isinstance(m, Oblique):
@@ -148,6 +162,8 @@ def tangent_residual(m, x, u):
     """Max violation of the tangent-space equations at x."""
     if isinstance(m, Product):
         return max(tangent_residual(f, xi, ui) for f, xi, ui in zip(m.manifolds, x, u))
+    if isinstance(m, SphereSubspaceIntersection):
+        return max_abs(jnp.sum(x * u, -1)) + off_subspace(u)
     if isinstance(m, Sphere):
         return max_abs(jnp.sum(x * u, -1))
     if isinstance(m, Oblique):
@@ -329,6 +345,8 @@ def test_project_snaps_perturbed_points_back(name):
     "manifold, dim",
     [
         (Sphere(5), 4),
+        (SphereSubspaceIntersection(np.eye(5)[:, :3]), 2),
+        (SphereSubspaceComplementIntersection(np.eye(5)[:, :3]), 1),
         (Oblique(4, 3), 9),
         (Stiefel(6, 3), 12),
         (Stiefel(5, 5), 10),

@@ -1,6 +1,6 @@
 """Our manifolds against Pymanopt 2.2 on the same inputs (float64 / complex128): every method
 both libraries have, for the new manifolds, SPD, and Euclidean, Sphere, Oblique, Stiefel,
-Grassmann, the special orthogonal and the unitary group. (Transports of the groups are not
+Grassmann, the sphere-subspace intersections, the special orthogonal and the unitary group. (Transports of the groups are not
 compared: Pymanopt's keeps the Lie-algebra element, W at X -> W at Y, ours projects X W onto T_Y.)
 
 Three Pymanopt methods are wrong and are checked against references written here instead:
@@ -19,6 +19,8 @@ from manifold_opt import manifolds as M
 from tests.manifolds.pymanopt_adapter import adapt, adapt_group
 
 pm = pytest.importorskip("pymanopt.manifolds", reason="pymanopt not installed (pip install -e .[test])")
+
+SPAN = np.random.default_rng(5).standard_normal((6, 3))  # the subspace of the sphere-subspace cases
 
 # name: (ours, Pymanopt's, complex, methods compared)
 BASIC = ("proj", "inner", "norm", "rgrad", "rhess", "retract", "transport")
@@ -47,6 +49,11 @@ CASES = {
     "grassmann": (M.Grassmann(5, 2), lambda: pm.Grassmann(5, 2, k=2), False, BASIC + ("exp", "log", "dist")),
     "special_orthogonal": (M.OrthogonalGroup(4, special=True), lambda: pm.SpecialOrthogonalGroup(4, k=2), False,
                            ("proj", "inner", "norm", "rgrad", "rhess", "retract", "exp", "log", "dist")),
+    "sphere_subspace": (M.SphereSubspaceIntersection(SPAN), lambda: pm.SphereSubspaceIntersection(SPAN), False,
+                        BASIC + ("exp", "log", "dist")),
+    "sphere_subspace_complement": (M.SphereSubspaceComplementIntersection(SPAN),
+                                   lambda: pm.SphereSubspaceComplementIntersection(SPAN), False,
+                                   BASIC + ("exp", "log", "dist")),
     "unitary": (M.UnitaryGroup(4), lambda: pm.UnitaryGroup(4, k=2), True,
                 ("inner", "norm", "rhess", "retract", "exp", "log", "dist")),
 }

@@ -27,6 +27,8 @@ from manifold_opt.manifolds import (
     PSDFixedRankComplex,
     Product,
     Sphere,
+    SphereSubspaceComplementIntersection,
+    SphereSubspaceIntersection,
     Stiefel,
     SymmetricEuclidean,
     SymmetricPositiveDefinite,
@@ -861,11 +863,53 @@ class TestSphere:
         npt.assert_array_almost_equal(s.dist(x, z), s.dist(y, z))
 
 
-@pytest.mark.skip(reason="Pymanopt's SphereSubspaceIntersection and SphereSubspaceComplementIntersection "
-                         "(test_sphere.py, 10 tests): we have no such manifold; the unit sphere of a "
-                         "subspace with orthonormal basis B is our Sphere(r) through x = B y")
-def test_sphere_subspace_intersections():
-    """Stands for Pymanopt's four TestSphereSubspace*Intersection* classes."""
+@pytest.mark.parametrize("complement", [False, True])
+class TestSphereSubspaceIntersections:
+    """Pymanopt's SphereSubspaceIntersection and SphereSubspaceComplementIntersection classes (the
+    two "...Gradient" classes there have no tests)."""
+
+    n = 2
+
+    @pytest.fixture(autouse=True)
+    def setup(self, complement):
+        self.kind = SphereSubspaceComplementIntersection if complement else SphereSubspaceIntersection
+        # the line through (1, 1) / sqrt(2), or its orthogonal complement: two isolated points
+        self.manifold = adapt(self.kind(np.ones((self.n, 1)) / np.sqrt(2)))
+        self.p = np.array([-1.0, 1.0] if complement else [1.0, 1.0]) / np.sqrt(2)
+
+    def test_dim(self, complement):
+        assert self.manifold.dim == 0
+
+    def test_random_point(self, complement):
+        x = self.manifold.random_point()
+        assert np.allclose(x, self.p) or np.allclose(x, -self.p)
+
+    def test_projection(self, complement):
+        h = np.random.normal(size=self.n)
+        x = self.manifold.random_point()
+        npt.assert_array_almost_equal(self.manifold.projection(x, h), np.zeros(self.n))
+
+    def test_dim_1(self, complement):
+        """The 1-sphere of the x-y plane: spanned by e_x, e_y, or the complement of e_z."""
+        u = np.zeros((3, 1 if complement else 2))
+        if complement:
+            u[-1, -1] = 1
+        else:
+            u[0, 0] = u[1, 1] = 1
+        manifold = adapt(self.kind(u))
+        assert manifold.dim == 1
+        npt.assert_almost_equal(manifold.random_point()[-1], 0)
+
+    def test_dim_rand(self, complement):
+        n = 100
+        u = np.random.normal(size=(n, n // 3))
+        rank = np.linalg.matrix_rank(u)
+        manifold = adapt(self.kind(u))
+        assert manifold.dim == (n - rank - 1 if complement else rank - 1)
+        if complement:
+            x = manifold.random_point()
+            npt.assert_almost_equal(np.linalg.norm(x), 1)
+            npt.assert_array_almost_equal(u.T @ x, np.zeros(u.shape[1]))
 
 
 # ----- Stiefel (test_stiefel.py) ----------------------------------------------------------------
