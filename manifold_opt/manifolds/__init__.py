@@ -3,7 +3,7 @@ trees that say which parameters live on which manifold (tree.py, params.py)."""
 from manifold_opt.manifolds.base import Manifold
 from manifold_opt.manifolds.birkhoff import Birkhoff
 from manifold_opt.manifolds.complex_circle import ComplexCircle
-from manifold_opt.manifolds.euclidean import Euclidean
+from manifold_opt.manifolds.euclidean import ComplexEuclidean, Euclidean
 from manifold_opt.manifolds.fixed_rank import FixedRankEmbedded
 from manifold_opt.manifolds.grassmann import ComplexGrassmann, Grassmann
 from manifold_opt.manifolds.hyperbolic import Hyperboloid, PoincareBall
@@ -22,6 +22,7 @@ from manifold_opt.manifolds.tree import check_manifold_tree, manifold_tree, map_
 __all__ = [
     "Birkhoff",
     "ComplexCircle",
+    "ComplexEuclidean",
     "ComplexGrassmann",
     "Elliptope",
     "Euclidean",

@@ -43,6 +43,8 @@ CASES = {
             BASIC + ("exp", "log", "dist")),
     # the manifolds we had before
     "euclidean": (M.Euclidean((4, 3)), lambda: pm.Euclidean(4, 3), False, BASIC + ("exp", "log", "dist")),
+    "complex_euclidean": (M.ComplexEuclidean((4, 3)), lambda: pm.ComplexEuclidean(4, 3), True,
+                          BASIC + ("exp", "log", "dist")),
     "sphere": (M.Sphere(5), lambda: pm.Sphere(5), False, BASIC + ("exp", "log", "dist")),
     "oblique": (M.Oblique(4, 3), lambda: pm.Oblique(4, 3), False, BASIC + ("exp", "log", "dist")),
     "stiefel": (M.Stiefel(5, 2), lambda: pm.Stiefel(5, 2, k=2), False, BASIC + ("exp",)),

@@ -14,6 +14,7 @@ from numpy import testing as npt
 
 from manifold_opt.manifolds import (
     ComplexCircle,
+    ComplexEuclidean,
     ComplexGrassmann,
     Elliptope,
     Euclidean,
@@ -460,6 +461,39 @@ class TestEuclidean(TestSymmetric):
 
     def test_dim(self):
         assert self.manifold.dim == self.m * self.n
+
+
+class TestComplexEuclidean(TestEuclidean):
+    """Pymanopt's ComplexEuclidean(10, 5): its Euclidean tests with the dimension, typical
+    distance, sampling and inner product of C^(10 x 5) = R^100."""
+
+    @pytest.fixture(autouse=True)
+    def setup(self):
+        self.manifold = adapt(ComplexEuclidean((self.m, self.n)), complex_=True)
+
+    def test_dim(self):
+        assert self.manifold.dim == 2 * self.m * self.n
+
+    def test_typical_dist(self):
+        npt.assert_almost_equal(self.manifold.typical_dist, np.sqrt(2 * self.m * self.n))
+
+    def test_inner_product(self):
+        e = self.manifold
+        x = e.random_point()
+        y, z = e.random_tangent_vector(x), e.random_tangent_vector(x)
+        npt.assert_almost_equal(np.real(np.sum(y.conj() * z)), e.inner_product(x, y, z))
+
+    def test_random_point(self):
+        x, y = self.manifold.random_point(), self.manifold.random_point()
+        assert x.dtype == complex and np.shape(x) == self.shape
+        assert np.linalg.norm(x - y) > 1e-6
+
+    def test_random_tangent_vector(self):
+        x = self.manifold.random_point()
+        u, v = self.manifold.random_tangent_vector(x), self.manifold.random_tangent_vector(x)
+        assert u.dtype == complex and np.shape(u) == self.shape
+        npt.assert_almost_equal(np.linalg.norm(u), 1)
+        assert np.linalg.norm(u - v) > 1e-6
 
 
 # ----- Oblique (test_oblique.py) ------------------------------------------------------------------
