@@ -15,6 +15,7 @@ from manifold_opt.manifolds import (
     ComplexGrassmann,
     Elliptope,
     Grassmann,
+    HermitianPositiveDefinite,
     Hyperboloid,
     Oblique,
     OrthogonalGroup,
@@ -54,6 +55,7 @@ CASES = {
     "stiefel5x3_cayley_canonical": Stiefel(5, 3, retraction="cayley", metric="canonical"),
     "stiefel5x5_polar_euclidean": Stiefel(5, 5, retraction="polar"),
     "spd5": SymmetricPositiveDefinite(5),
+    "hpd5": HermitianPositiveDefinite(5),
     "symmetric5": SymmetricEuclidean(5),
     "positive5x3": Positive(5, 3),
     "poincare5": PoincareBall(5),
@@ -68,7 +70,7 @@ IDS = sorted(CASES)
 HAS_EXP = [i for i in IDS if isinstance(CASES[i], (
     Sphere, SphereSubspaceIntersection, Oblique, Grassmann, OrthogonalGroup, SymmetricPositiveDefinite, SymmetricEuclidean, Positive,
     PoincareBall, Hyperboloid, ComplexCircle))]
-COMPLEX = (ComplexCircle, ComplexGrassmann, PSDFixedRankComplex, UnitaryGroup)
+COMPLEX = (ComplexCircle, ComplexGrassmann, PSDFixedRankComplex, UnitaryGroup, HermitianPositiveDefinite)
 # open subsets of their ambient space (or quotients of one): a small perturbation stays feasible
 OPEN = (Positive, PoincareBall, PSDFixedRank)
 
@@ -139,7 +141,7 @@ def membership_residual(m, x):
         sums = max(max_abs(jnp.sum(x, -1) - 1), max_abs(jnp.sum(x, -2) - 1))
         return sums + float(jnp.sum(jnp.maximum(-x, 0)))
     if isinstance(m, SymmetricPositiveDefinite):
-        asym = max_abs(x - jnp.swapaxes(x, -1, -2))
+        asym = max_abs(x - hconj(x))
         return asym + max(0.0, -float(jnp.min(np.linalg.eigvalsh(np.asarray(x)))))
     if isinstance(m, SymmetricEuclidean):
         return max_abs(x - jnp.swapaxes(x, -1, -2))
@@ -176,7 +178,7 @@ def tangent_residual(m, x, u):
     if isinstance(m, Birkhoff):
         return max(max_abs(jnp.sum(u, -1)), max_abs(jnp.sum(u, -2)))
     if isinstance(m, (SymmetricPositiveDefinite, SymmetricEuclidean)):
-        return max_abs(u - jnp.swapaxes(u, -1, -2))
+        return max_abs(u - hconj(u))
     if isinstance(m, (Positive, PoincareBall)):
         return 0.0
     if isinstance(m, Hyperboloid):
@@ -356,6 +358,7 @@ def test_project_snaps_perturbed_points_back(name):
         (UnitaryGroup(5), 25),
         (Birkhoff(4), 9),
         (SymmetricPositiveDefinite(4), 10),
+        (HermitianPositiveDefinite(4), 16),
         (Product(Sphere(3), Stiefel(4, 2)), 7),
         (SymmetricEuclidean(4), 10),
         (Positive(4, 3), 12),

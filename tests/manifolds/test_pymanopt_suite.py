@@ -20,6 +20,7 @@ from manifold_opt.manifolds import (
     Euclidean,
     FixedRankEmbedded,
     Grassmann,
+    HermitianPositiveDefinite,
     Oblique,
     OrthogonalGroup,
     PoincareBall,
@@ -680,8 +681,8 @@ class TestGrassmann:
 def geodesic(a, b, alpha):
     c = np.linalg.cholesky(a)
     ci = np.linalg.inv(c)
-    w, v = np.linalg.eigh(ci @ b @ ci.T)
-    return c @ (v * w**alpha) @ v.T @ c.T
+    w, v = np.linalg.eigh(ci @ b @ hconj(ci))
+    return c @ (v * w**alpha) @ hconj(v) @ hconj(c)
 
 
 @pytest.mark.parametrize("n, k", [(15, 1), (10, 3)])
@@ -694,7 +695,7 @@ class TestSymmetricPositiveDefinite:
 
     def logm(self, x):
         w, v = np.linalg.eigh(x)
-        return (v * np.log(w)[..., None, :]) @ np.swapaxes(v, -1, -2)
+        return (v * np.log(w)[..., None, :]) @ hconj(v)
 
     def test_dim(self, n, k):
         npt.assert_equal(self.manifold.dim, 0.5 * k * n * (n + 1))
@@ -1201,3 +1202,36 @@ class TestProduct:
         x, y = s.random_point(), s.random_point()
         z = s.pair_mean(x, y)
         npt.assert_array_almost_equal(s.dist(x, z), s.dist(y, z))
+
+
+class TestHermitianPositiveDefinite(TestSymmetricPositiveDefinite):
+    """Pymanopt's HermitianPositiveDefinite(15) and (10, k=3) classes: its SPD tests with complex
+    points, plus these. Pymanopt's test_dim asserts k n (n + 1), its own `dim`; the real dimension
+    of the Hermitian n x n matrices is n^2 (n real diagonal entries, n (n - 1) / 2 complex ones
+    above it), which ours reports and is asserted instead."""
+
+    @pytest.fixture(autouse=True)
+    def setup(self, n, k):
+        self.manifold = adapt(HermitianPositiveDefinite(n), copies=k, complex_=True)
+        self.n, self.k = n, k
+        self.shape = ((k,) if k > 1 else ()) + (n, n)
+
+    def test_dim(self, n, k):
+        npt.assert_equal(self.manifold.dim, k * n**2)
+
+    def test_typical_dist(self, n, k):
+        npt.assert_almost_equal(self.manifold.typical_dist, np.sqrt(self.manifold.dim))
+
+    def test_random_point(self, n, k):
+        x = self.manifold.random_point()
+        assert x.shape == self.shape and x.dtype == complex
+        npt.assert_allclose(x, herm(x))
+        assert (np.linalg.eigvalsh(x) > 0).all()
+
+    def test_random_tangent_vector(self, n, k):
+        x = self.manifold.random_point()
+        u, v = self.manifold.random_tangent_vector(x), self.manifold.random_tangent_vector(x)
+        npt.assert_allclose(herm(u), u)
+        npt.assert_almost_equal(1, self.manifold.norm(x, u))
+        assert u.shape == self.shape and u.dtype == complex
+        assert np.linalg.norm(u - v) > 1e-3
