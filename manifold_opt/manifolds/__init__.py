@@ -13,7 +13,11 @@ from manifold_opt.manifolds.params import partition_labels, project_params
 from manifold_opt.manifolds.positive import Positive
 from manifold_opt.manifolds.product import Product
 from manifold_opt.manifolds.psd import Elliptope, PSDFixedRank, PSDFixedRankComplex
-from manifold_opt.manifolds.spd import HermitianPositiveDefinite, SymmetricPositiveDefinite
+from manifold_opt.manifolds.spd import (
+    HermitianPositiveDefinite,
+    SpecialHermitianPositiveDefinite,
+    SymmetricPositiveDefinite,
+)
 from manifold_opt.manifolds.sphere import Sphere, SphereSubspaceComplementIntersection, SphereSubspaceIntersection
 from manifold_opt.manifolds.stiefel import Stiefel
 from manifold_opt.manifolds.symmetric import SymmetricEuclidean
@@ -38,6 +42,7 @@ __all__ = [
     "PoincareBall",
     "Positive",
     "Product",
+    "SpecialHermitianPositiveDefinite",
     "Sphere",
     "SphereSubspaceComplementIntersection",
     "SphereSubspaceIntersection",

@@ -138,3 +138,63 @@ class HermitianPositiveDefinite(SymmetricPositiveDefinite):
 
     def random_point(self, key, dtype=None, batch_shape=()):
         return super().random_point(key, check_complex_dtype("HermitianPositiveDefinite", dtype), batch_shape)
+
+
+def _unit_determinant(x: jax.Array) -> jax.Array:
+    """x / det(x)^(1/n) for positive definite x."""
+    scale = jnp.exp(-jnp.linalg.slogdet(x)[1] / x.shape[-1])
+    return x * scale.astype(x.dtype)[..., None, None]
+
+
+def _real_trace(a: jax.Array) -> jax.Array:
+    return jnp.real(jnp.trace(a, axis1=-2, axis2=-1))
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecialHermitianPositiveDefinite(HermitianPositiveDefinite):
+    """Hermitian positive definite matrices of determinant 1 (Pymanopt's), a totally geodesic
+    submanifold of HPD(n) (exp_X(U) has det X exp(tr X^{-1} U)), real dimension n^2 - 1.
+
+    The normal space at X is spanned by X (<X, V>_X = tr X^{-1} V), so
+    proj(X, V) = herm(V) - (Re tr(X^{-1} herm V) / n) X; exp, log and dist are HPD's (rescaled to
+    det 1 against rounding), the retraction HPD's divided by det^(1/n), and, the submanifold being
+    totally geodesic, the Riemannian Hessian is proj of HPD's.
+    """
+
+    @property
+    def dim(self):
+        return self.n**2 - 1
+
+    def random_point(self, key, dtype=None, batch_shape=()):
+        return _unit_determinant(super().random_point(key, dtype, batch_shape))
+
+    def proj(self, x, u):
+        u = super().proj(x, u)
+        t = _real_trace(jnp.linalg.solve(x, u)) / self.n
+        return u - t.astype(x.dtype)[..., None, None] * x
+
+    def egrad_to_rgrad(self, x, egrad):
+        return self.proj(x, super().egrad_to_rgrad(x, egrad))
+
+    def retract(self, x, u):
+        return _unit_determinant(super().retract(x, u))
+
+    def transport(self, x, y, v):
+        self.check_points(x=x, y=y, v=v)
+        return self.proj(y, v)
+
+    def project(self, x):
+        return _unit_determinant(super().project(x))
+
+    def feasibility(self, x):
+        """HPD's residual plus |log det X|."""
+        return super().feasibility(x) + jnp.abs(jnp.linalg.slogdet(x)[1])
+
+    def exp(self, x, u):
+        return _unit_determinant(super().exp(x, u))
+
+    def log(self, x, y):
+        return self.proj(x, super().log(x, y))
+
+    def ehess_to_rhess(self, x, egrad, ehvp, u):
+        return self.proj(x, super().ehess_to_rhess(x, egrad, ehvp, u))

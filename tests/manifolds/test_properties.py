@@ -25,6 +25,7 @@ from manifold_opt.manifolds import (
     PSDFixedRank,
     PSDFixedRankComplex,
     Sphere,
+    SpecialHermitianPositiveDefinite,
     SphereSubspaceComplementIntersection,
     SphereSubspaceIntersection,
     Stiefel,
@@ -56,6 +57,7 @@ CASES = {
     "stiefel5x5_polar_euclidean": Stiefel(5, 5, retraction="polar"),
     "spd5": SymmetricPositiveDefinite(5),
     "hpd5": HermitianPositiveDefinite(5),
+    "shpd5": SpecialHermitianPositiveDefinite(5),
     "symmetric5": SymmetricEuclidean(5),
     "positive5x3": Positive(5, 3),
     "poincare5": PoincareBall(5),
@@ -140,6 +142,8 @@ def membership_residual(m, x):
     if isinstance(m, Birkhoff):
         sums = max(max_abs(jnp.sum(x, -1) - 1), max_abs(jnp.sum(x, -2) - 1))
         return sums + float(jnp.sum(jnp.maximum(-x, 0)))
+    if isinstance(m, SpecialHermitianPositiveDefinite):
+        return membership_residual(HermitianPositiveDefinite(m.n), x) + max_abs(jnp.linalg.det(x) - 1)
     if isinstance(m, SymmetricPositiveDefinite):
         asym = max_abs(x - hconj(x))
         return asym + max(0.0, -float(jnp.min(np.linalg.eigvalsh(np.asarray(x)))))
@@ -177,6 +181,9 @@ def tangent_residual(m, x, u):
         return max_abs(hconj(x) @ u)
     if isinstance(m, Birkhoff):
         return max(max_abs(jnp.sum(u, -1)), max_abs(jnp.sum(u, -2)))
+    if isinstance(m, SpecialHermitianPositiveDefinite):
+        trace = jnp.trace(jnp.linalg.solve(x, u), axis1=-2, axis2=-1)
+        return max_abs(u - hconj(u)) + max_abs(jnp.real(trace))
     if isinstance(m, (SymmetricPositiveDefinite, SymmetricEuclidean)):
         return max_abs(u - hconj(u))
     if isinstance(m, (Positive, PoincareBall)):
@@ -359,6 +366,7 @@ def test_project_snaps_perturbed_points_back(name):
         (Birkhoff(4), 9),
         (SymmetricPositiveDefinite(4), 10),
         (HermitianPositiveDefinite(4), 16),
+        (SpecialHermitianPositiveDefinite(4), 15),
         (Product(Sphere(3), Stiefel(4, 2)), 7),
         (SymmetricEuclidean(4), 10),
         (Positive(4, 3), 12),

@@ -43,6 +43,8 @@ CASES = {
             BASIC + ("exp", "log", "dist")),
     "hpd": (M.HermitianPositiveDefinite(4), lambda: pm.HermitianPositiveDefinite(4, k=2), True,
             BASIC + ("exp", "log", "dist")),
+    "shpd": (M.SpecialHermitianPositiveDefinite(4), lambda: pm.SpecialHermitianPositiveDefinite(4, k=2), True,
+             ("proj", "inner", "norm", "rgrad", "retract", "transport", "exp", "log", "dist")),
     # the manifolds we had before
     "euclidean": (M.Euclidean((4, 3)), lambda: pm.Euclidean(4, 3), False, BASIC + ("exp", "log", "dist")),
     "complex_euclidean": (M.ComplexEuclidean((4, 3)), lambda: pm.ComplexEuclidean(4, 3), True,
@@ -62,7 +64,7 @@ CASES = {
                 ("inner", "norm", "rhess", "retract", "exp", "log", "dist")),
 }
 COPIES = {"poincare": 3, "positive": 2, "symmetric": 2, "complex_grassmann": 2, "spd": 2, "stiefel": 2, "grassmann": 2,
-          "special_orthogonal": 2, "unitary": 2, "hpd": 2}
+          "special_orthogonal": 2, "unitary": 2, "hpd": 2, "shpd": 2}
 
 
 def close(a, b):
