@@ -20,7 +20,7 @@ from manifold_opt.manifolds.spd import (
 )
 from manifold_opt.manifolds.sphere import Sphere, SphereSubspaceComplementIntersection, SphereSubspaceIntersection
 from manifold_opt.manifolds.stiefel import Stiefel
-from manifold_opt.manifolds.symmetric import SymmetricEuclidean
+from manifold_opt.manifolds.symmetric import SkewSymmetric, SymmetricEuclidean
 from manifold_opt.manifolds.tree import check_manifold_tree, manifold_tree, map_manifold_tree
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "PoincareBall",
     "Positive",
     "Product",
+    "SkewSymmetric",
     "SpecialHermitianPositiveDefinite",
     "Sphere",
     "SphereSubspaceComplementIntersection",

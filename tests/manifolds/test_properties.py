@@ -24,8 +24,9 @@ from manifold_opt.manifolds import (
     Product,
     PSDFixedRank,
     PSDFixedRankComplex,
-    Sphere,
+    SkewSymmetric,
     SpecialHermitianPositiveDefinite,
+    Sphere,
     SphereSubspaceComplementIntersection,
     SphereSubspaceIntersection,
     Stiefel,
@@ -59,6 +60,7 @@ CASES = {
     "hpd5": HermitianPositiveDefinite(5),
     "shpd5": SpecialHermitianPositiveDefinite(5),
     "symmetric5": SymmetricEuclidean(5),
+    "skew_symmetric5": SkewSymmetric(5),
     "positive5x3": Positive(5, 3),
     "poincare5": PoincareBall(5),
     "hyperboloid4": Hyperboloid(4),
@@ -70,8 +72,8 @@ CASES = {
 }
 IDS = sorted(CASES)
 HAS_EXP = [i for i in IDS if isinstance(CASES[i], (
-    Sphere, SphereSubspaceIntersection, Oblique, Grassmann, OrthogonalGroup, SymmetricPositiveDefinite, SymmetricEuclidean, Positive,
-    PoincareBall, Hyperboloid, ComplexCircle))]
+    Sphere, SphereSubspaceIntersection, Oblique, Grassmann, OrthogonalGroup, SymmetricPositiveDefinite,
+    SymmetricEuclidean, Positive, PoincareBall, Hyperboloid, ComplexCircle))]
 COMPLEX = (ComplexCircle, ComplexGrassmann, PSDFixedRankComplex, UnitaryGroup, HermitianPositiveDefinite)
 # open subsets of their ambient space (or quotients of one): a small perturbation stays feasible
 OPEN = (Positive, PoincareBall, PSDFixedRank)
@@ -147,6 +149,8 @@ def membership_residual(m, x):
     if isinstance(m, SymmetricPositiveDefinite):
         asym = max_abs(x - hconj(x))
         return asym + max(0.0, -float(jnp.min(np.linalg.eigvalsh(np.asarray(x)))))
+    if isinstance(m, SkewSymmetric):
+        return max_abs(x + jnp.swapaxes(x, -1, -2))
     if isinstance(m, SymmetricEuclidean):
         return max_abs(x - jnp.swapaxes(x, -1, -2))
     if isinstance(m, Positive):
@@ -184,6 +188,8 @@ def tangent_residual(m, x, u):
     if isinstance(m, SpecialHermitianPositiveDefinite):
         trace = jnp.trace(jnp.linalg.solve(x, u), axis1=-2, axis2=-1)
         return max_abs(u - hconj(u)) + max_abs(jnp.real(trace))
+    if isinstance(m, SkewSymmetric):
+        return max_abs(u + hconj(u))
     if isinstance(m, (SymmetricPositiveDefinite, SymmetricEuclidean)):
         return max_abs(u - hconj(u))
     if isinstance(m, (Positive, PoincareBall)):
@@ -369,6 +375,7 @@ def test_project_snaps_perturbed_points_back(name):
         (SpecialHermitianPositiveDefinite(4), 15),
         (Product(Sphere(3), Stiefel(4, 2)), 7),
         (SymmetricEuclidean(4), 10),
+        (SkewSymmetric(4), 6),
         (Positive(4, 3), 12),
         (PoincareBall(5), 5),
         (Hyperboloid(5), 5),

@@ -35,6 +35,7 @@ CASES = {
                  ("proj", "inner", "norm", "rgrad", "rhess", "retract", "exp", "log", "dist")),
     "positive": (M.Positive(4, 3), lambda: pm.Positive(4, 3, k=2), False, BASIC + ("exp", "log", "dist")),
     "symmetric": (M.SymmetricEuclidean(4), lambda: pm.Symmetric(4, k=2), False, BASIC + ("exp", "log", "dist")),
+    "skew_symmetric": (M.SkewSymmetric(4), lambda: pm.SkewSymmetric(4, k=2), False, BASIC + ("exp", "log", "dist")),
     "complex_circle": (M.ComplexCircle(5), lambda: pm.ComplexCircle(5), True,
                        ("proj", "inner", "norm", "rhess", "retract", "transport", "log", "dist")),
     "complex_grassmann": (M.ComplexGrassmann(5, 2), lambda: pm.ComplexGrassmann(5, 2, k=2), True,
@@ -64,7 +65,8 @@ CASES = {
                 ("inner", "norm", "rhess", "retract", "exp", "log", "dist")),
 }
 COPIES = {"poincare": 3, "positive": 2, "symmetric": 2, "complex_grassmann": 2, "spd": 2, "stiefel": 2, "grassmann": 2,
-          "special_orthogonal": 2, "unitary": 2, "hpd": 2, "shpd": 2}
+          "special_orthogonal": 2, "unitary": 2, "hpd": 2, "shpd": 2,
+          "skew_symmetric": 2}
 
 
 def close(a, b):
