@@ -38,6 +38,9 @@ from manifold_opt.manifolds import (
 SUBSPACE_SPAN = np.random.default_rng(7).standard_normal((5, 3))
 
 # Shapes are shared across cases (n = 5 rows) so compiled kernels are reused between tests.
+# HermitianPositiveDefinite and SkewSymmetric are left out for time: SpecialHermitianPositiveDefinite
+# runs every HPD method through super(), SkewSymmetric is SymmetricEuclidean with skew for sym
+# (both are compared with Pymanopt in test_pymanopt_compare.py).
 CASES = {
     "sphere5": Sphere(5),
     "sphere_subspace5": SphereSubspaceIntersection(SUBSPACE_SPAN),
@@ -57,10 +60,8 @@ CASES = {
     "stiefel5x3_cayley_canonical": Stiefel(5, 3, retraction="cayley", metric="canonical"),
     "stiefel5x5_polar_euclidean": Stiefel(5, 5, retraction="polar"),
     "spd5": SymmetricPositiveDefinite(5),
-    "hpd5": HermitianPositiveDefinite(5),
     "shpd5": SpecialHermitianPositiveDefinite(5),
     "symmetric5": SymmetricEuclidean(5),
-    "skew_symmetric5": SkewSymmetric(5),
     "positive5x3": Positive(5, 3),
     "poincare5": PoincareBall(5),
     "hyperboloid4": Hyperboloid(4),
@@ -149,8 +150,6 @@ def membership_residual(m, x):
     if isinstance(m, SymmetricPositiveDefinite):
         asym = max_abs(x - hconj(x))
         return asym + max(0.0, -float(jnp.min(np.linalg.eigvalsh(np.asarray(x)))))
-    if isinstance(m, SkewSymmetric):
-        return max_abs(x + jnp.swapaxes(x, -1, -2))
     if isinstance(m, SymmetricEuclidean):
         return max_abs(x - jnp.swapaxes(x, -1, -2))
     if isinstance(m, Positive):
@@ -188,8 +187,6 @@ def tangent_residual(m, x, u):
     if isinstance(m, SpecialHermitianPositiveDefinite):
         trace = jnp.trace(jnp.linalg.solve(x, u), axis1=-2, axis2=-1)
         return max_abs(u - hconj(u)) + max_abs(jnp.real(trace))
-    if isinstance(m, SkewSymmetric):
-        return max_abs(u + hconj(u))
     if isinstance(m, (SymmetricPositiveDefinite, SymmetricEuclidean)):
         return max_abs(u - hconj(u))
     if isinstance(m, (Positive, PoincareBall)):
