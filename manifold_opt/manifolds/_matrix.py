@@ -1,4 +1,5 @@
-"""Matrix helpers shared by the orthonormal-frame manifolds (Stiefel, Grassmann, O(n)).
+"""Matrix helpers shared by the orthonormal-frame manifolds (Stiefel, Grassmann, O(n), U(n));
+real or complex (X^H is X^T for real X).
 
 All functions act on the last two axes and accept leading batch dimensions.
 """
@@ -18,19 +19,19 @@ def adjoint(a: jax.Array) -> jax.Array:
 
 
 def sym(a: jax.Array) -> jax.Array:
-    """(a + a^T) / 2."""
-    return (a + transpose(a)) / 2
+    """(a + a^H) / 2: the symmetric (Hermitian) part."""
+    return (a + adjoint(a)) / 2
 
 
 def skew(a: jax.Array) -> jax.Array:
-    """(a - a^T) / 2."""
-    return (a - transpose(a)) / 2
+    """(a - a^H) / 2: the skew-symmetric (skew-Hermitian) part."""
+    return (a - adjoint(a)) / 2
 
 
 def weingarten_orthonormal(x: jax.Array, egrad: jax.Array, ehvp: jax.Array, u: jax.Array) -> jax.Array:
-    """ehvp - U sym(X^T egrad): its projection onto T_X is the Riemannian Hessian on St(n, p) and
-    O(n) with the Euclidean metric (Absil, Mahony & Trumpler 2013, the Weingarten map)."""
-    return ehvp - u @ sym(transpose(x) @ egrad)
+    """ehvp - U sym(X^H egrad): its projection onto T_X is the Riemannian Hessian on St(n, p),
+    O(n) and U(n) with the Euclidean metric (Absil, Mahony & Trumpler 2013, the Weingarten map)."""
+    return ehvp - u @ sym(adjoint(x) @ egrad)
 
 
 def orthonormality_error(x: jax.Array) -> jax.Array:
@@ -54,16 +55,16 @@ def qr_positive(a: jax.Array) -> jax.Array:
 
 
 def polar_by_gram(a: jax.Array) -> jax.Array:
-    """Polar factor a (a^T a)^{-1/2} of a tall full-rank a (..., n, p) through a p x p eigh.
+    """Polar factor a (a^H a)^{-1/2} of a tall full-rank a (..., n, p) through a p x p eigh.
 
     O(n p^2), against O(n p^2) with a much larger constant for an n x p SVD. For a = X + U with
     X on the Stiefel manifold and U tangent (X^T U skew), a^T a = I + U^T U >= I, so the Gram
     matrix is well conditioned and squaring the condition number costs nothing. The Gram matrix
     is formed from a itself (not assumed to be I + U^T U), so orthogonality drift in X is removed.
     """
-    w, v = jnp.linalg.eigh(transpose(a) @ a)
-    w = jnp.maximum(w, jnp.finfo(a.dtype).tiny)
-    inv_sqrt = (v * jax.lax.rsqrt(w)[..., None, :]) @ transpose(v)
+    w, v = jnp.linalg.eigh(adjoint(a) @ a)
+    w = jnp.maximum(w, jnp.finfo(w.dtype).tiny)
+    inv_sqrt = (v * jax.lax.rsqrt(w).astype(v.dtype)[..., None, :]) @ adjoint(v)
     return a @ inv_sqrt
 
 

@@ -47,6 +47,24 @@ class Manifold:
         for name, value in arrays.items():
             self.check_point(value, name)
 
+    # ----- point structure ------------------------------------------------------------------
+    # A point (and a tangent vector) is one array here. Manifolds whose points are tuples of
+    # arrays (FixedRankEmbedded's (U, s, Vt), Product's one entry per factor) override these
+    # three, which is all the tree walker (tree.py) and the optax transforms need to know.
+    @property
+    def point_structure(self) -> jax.tree_util.PyTreeDef:
+        """The pytree structure of a point: a single array here. A tangent vector has the same
+        structure (its arrays may have other shapes)."""
+        return jax.tree_util.tree_structure(0)
+
+    def batch_shape(self, x) -> tuple[int, ...]:
+        """The leading batch shape of x (the shape of `inner`'s and `feasibility`'s output)."""
+        return tuple(x.shape[: x.ndim - len(self.shape)])
+
+    def zero_tangent(self, x):
+        """The zero tangent vector at x."""
+        return jnp.zeros_like(x)
+
     def _axes(self) -> tuple[int, ...]:
         """The trailing axes that belong to one point."""
         return tuple(range(-len(self.shape), 0))
@@ -127,6 +145,11 @@ class Manifold:
         raise NotImplementedError(f"{type(self).__name__} has no typical_dist")
 
     # ----- second order ---------------------------------------------------------------------
+    @property
+    def has_hessian(self) -> bool:
+        """Whether `ehess_to_rhess` exists (what trust regions and ARC need)."""
+        return True
+
     def ehess_to_rhess(self, x: jax.Array, egrad: jax.Array, ehvp: jax.Array, u: jax.Array) -> jax.Array:
         """Riemannian Hessian-vector product Hess f(x)[u] = nabla_u grad f from the Euclidean
         gradient `egrad` and the Euclidean Hessian-vector product `ehvp` = D egrad(x)[u] of f

@@ -1,4 +1,5 @@
-"""Euclidean space R^shape: the unconstrained case, with the identity retraction."""
+"""Euclidean space R^shape: the unconstrained case, with the identity retraction; and C^shape
+(`ComplexEuclidean`), the same with the real inner product Re sum(conj(u) v)."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +8,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from manifold_opt.manifolds.base import Manifold, check_positive_int
+from manifold_opt.manifolds.base import Manifold, check_complex_dtype, check_positive_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,7 +20,7 @@ class Euclidean(Manifold):
     def __init__(self, shape):
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         for d in shape:
-            check_positive_int("Euclidean", "shape", d)
+            check_positive_int(type(self).__name__, "shape", d)
         object.__setattr__(self, "dims", tuple(int(d) for d in shape))
 
     @property
@@ -60,3 +61,19 @@ class Euclidean(Manifold):
 
     def ehess_to_rhess(self, x, egrad, ehvp, u):
         return ehvp
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class ComplexEuclidean(Euclidean):
+    """All complex arrays of shape `shape` (complex64 / complex128), as R^(2 size) (Pymanopt's
+    `ComplexEuclidean`)."""
+
+    @property
+    def dim(self):
+        return 2 * math.prod(self.dims)
+
+    def random_point(self, key, dtype=None, batch_shape=()):
+        return super().random_point(key, check_complex_dtype("ComplexEuclidean", dtype), batch_shape)
+
+    def feasibility(self, x):
+        return jnp.real(super().feasibility(x))

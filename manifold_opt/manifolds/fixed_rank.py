@@ -70,6 +70,17 @@ class FixedRankEmbedded(Manifold):
         return (self.m + self.n - self.k) * self.k
 
     @property
+    def point_structure(self):
+        return jax.tree_util.tree_structure((0, 0, 0))
+
+    def batch_shape(self, x):
+        return tuple(x[1].shape[:-1])
+
+    def zero_tangent(self, x):
+        batch = self.batch_shape(x)
+        return tuple(jnp.zeros(batch + shape, x[0].dtype) for shape in self.tangent_shape)
+
+    @property
     def typical_dist(self):
         return self.dim
 
@@ -113,9 +124,8 @@ class FixedRankEmbedded(Manifold):
         """A unit tangent vector: Gaussian factors, Up and Vp projected."""
         self.check_point(x)
         keys = jax.random.split(key, 3)
-        shapes = self.tangent_shape
-        batch = x[1].shape[:-1]
-        z = tuple(jax.random.normal(kk, batch + s, x[0].dtype) for kk, s in zip(keys, shapes))
+        batch = self.batch_shape(x)
+        z = tuple(jax.random.normal(kk, batch + s, x[0].dtype) for kk, s in zip(keys, self.tangent_shape))
         u, _, vt = x
         up = z[0] - u @ (transpose(u) @ z[0])
         vp = z[2] - transpose(vt) @ (vt @ z[2])
@@ -239,6 +249,10 @@ class FixedRankEmbedded(Manifold):
         left, s, vt = x
         rank = jnp.maximum(jnp.finfo(s.dtype).tiny - jnp.min(s, axis=-1), 0)
         return orthonormality_error(left) + orthonormality_error(transpose(vt)) + rank
+
+    @property
+    def has_hessian(self):
+        return False
 
     def ehess_to_rhess(self, x, egrad, ehvp, u):
         raise NotImplementedError(

@@ -1,4 +1,5 @@
-"""The orthogonal group O(n) = {X : X^T X = I}, or SO(n) (det X = +1) when `special`.
+"""The orthogonal group O(n) = {X : X^T X = I}, or SO(n) (det X = +1) when `special`, and the
+unitary group U(n) = {X : X^H X = I} (`UnitaryGroup`: the same formulas with X^H for X^T).
 
 Tangent vectors at X are ambient matrices X W with W skew-symmetric; proj(X, U) = X skew(X^T U)
 and the metric is tr(U^T V) (bi-invariant). Retractions, with W = skew(X^T U):
@@ -29,14 +30,15 @@ from jax.scipy.linalg import expm
 
 from manifold_opt import linalg
 from manifold_opt.manifolds._matrix import (
+    adjoint,
     orthonormality_error,
     polar_by_gram,
     qr_positive,
     skew,
-    transpose,
+    sym,
     weingarten_orthonormal,
 )
-from manifold_opt.manifolds.base import Manifold, check_option, check_positive_int
+from manifold_opt.manifolds.base import Manifold, check_complex_dtype, check_option, check_positive_int
 
 RETRACTIONS = ("qr", "polar", "cayley", "exp")
 
@@ -50,11 +52,11 @@ def _theta_over_sin(c: jax.Array) -> jax.Array:
 
 
 def skew_log_orthogonal(q: jax.Array) -> jax.Array:
-    """Principal logarithm L (skew) of an orthogonal q (..., n, n) without eigenvalue -1."""
-    s = (q + transpose(q)) / 2
-    a = (q - transpose(q)) / 2
+    """Principal logarithm L (skew) of an orthogonal (or unitary: L skew-Hermitian) q (..., n, n)
+    without eigenvalue -1."""
+    s, a = sym(q), skew(q)
     c, v = jnp.linalg.eigh(s)
-    g = (v * _theta_over_sin(c)[..., None, :]) @ transpose(v)
+    g = (v * _theta_over_sin(c).astype(v.dtype)[..., None, :]) @ adjoint(v)
     return skew(a @ g)
 
 
@@ -72,10 +74,11 @@ class OrthogonalGroup(Manifold):
     retraction: str = "qr"
 
     def __post_init__(self):
-        n = check_positive_int("OrthogonalGroup", "n", self.n)
+        owner = type(self).__name__
+        n = check_positive_int(owner, "n", self.n)
         if not isinstance(self.special, bool):
-            raise ValueError(f"OrthogonalGroup: special must be a bool, got {self.special!r}")
-        check_option("OrthogonalGroup", "retraction", self.retraction, RETRACTIONS)
+            raise ValueError(f"{owner}: special must be a bool, got {self.special!r}")
+        check_option(owner, "retraction", self.retraction, RETRACTIONS)
         object.__setattr__(self, "n", n)
 
     @property
@@ -97,7 +100,7 @@ class OrthogonalGroup(Manifold):
     def proj(self, x, u):
         self.check_point(x)
         self.check_point(u, "u")
-        return x @ skew(transpose(x) @ u)
+        return x @ skew(adjoint(x) @ u)
 
     def retract(self, x, u):
         self.check_point(x)
@@ -106,7 +109,7 @@ class OrthogonalGroup(Manifold):
             return qr_positive(x + u)
         if self.retraction == "polar":
             return polar_by_gram(x + u)
-        w = skew(transpose(x) @ u)
+        w = skew(adjoint(x) @ u)
         if self.retraction == "cayley":
             return x @ linalg.cayley(w / 2)
         return x @ expm(w)
@@ -133,12 +136,12 @@ class OrthogonalGroup(Manifold):
     def exp(self, x, u):
         self.check_point(x)
         self.check_point(u, "u")
-        return x @ expm(skew(transpose(x) @ u))
+        return x @ expm(skew(adjoint(x) @ u))
 
     def log(self, x, y):
         self.check_point(x)
         self.check_point(y, "y")
-        return x @ skew_log_orthogonal(transpose(x) @ y)
+        return x @ skew_log_orthogonal(adjoint(x) @ y)
 
     @property
     def typical_dist(self):
@@ -147,3 +150,24 @@ class OrthogonalGroup(Manifold):
     def ehess_to_rhess(self, x, egrad, ehvp, u):
         self.check_points(x=x, egrad=egrad, ehvp=ehvp, u=u)
         return self.proj(x, weingarten_orthonormal(x, egrad, ehvp, u))
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitaryGroup(OrthogonalGroup):
+    """n x n unitary matrices (X^H X = I), complex64 / complex128: the formulas above with X^H for
+    X^T, tangent vectors X W with W skew-Hermitian, metric Re tr(U^H V) (Pymanopt's
+    `UnitaryGroup`). The logarithm's formula holds as it is: X^H Y is normal, its Hermitian part
+    has eigenvalues cos(t) where X^H Y has exp(i t)."""
+
+    def __post_init__(self):
+        if self.special is not False:
+            raise ValueError(f"UnitaryGroup: special (SU(n)) is not supported, got special={self.special!r}")
+        super().__post_init__()
+
+    @property
+    def dim(self):
+        return self.n**2
+
+    def random_point(self, key, dtype=None, batch_shape=()):
+        """Haar-distributed (QR of a complex Gaussian, diag(R) > 0)."""
+        return super().random_point(key, check_complex_dtype("UnitaryGroup", dtype), batch_shape)

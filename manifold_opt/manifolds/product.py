@@ -35,6 +35,16 @@ class Product(Manifold):
     def dim(self):
         return sum(m.dim for m in self.manifolds)
 
+    @property
+    def point_structure(self):
+        return jax.tree_util.treedef_tuple([m.point_structure for m in self.manifolds])
+
+    def batch_shape(self, x):
+        return self.manifolds[0].batch_shape(x[0])
+
+    def zero_tangent(self, x):
+        return self._map("zero_tangent", x=x)
+
     def check_point(self, x, name="x"):
         if not isinstance(x, (tuple, list)) or len(x) != len(self.manifolds):
             got = type(x).__name__ + (f" of length {len(x)}" if isinstance(x, (tuple, list)) else "")
@@ -107,6 +117,10 @@ class Product(Manifold):
     @property
     def typical_dist(self):
         return math.sqrt(sum(m.typical_dist**2 for m in self.manifolds))
+
+    @property
+    def has_hessian(self):
+        return all(m.has_hessian for m in self.manifolds)
 
     def ehess_to_rhess(self, x, egrad, ehvp, u):
         return self._map("ehess_to_rhess", x=x, egrad=egrad, ehvp=ehvp, u=u)

@@ -15,6 +15,9 @@ Vandereycken 2012), which equals ((X + (X + U) X^{-1} (X + U)) / 2 and so is SPD
 symmetric U. Transport is the identity (all tangent spaces are the symmetric matrices).
 Riemannian Hessian, from the Christoffel term -sym(U X^{-1} V) of this metric:
 Hess f(X)[U] = X sym(H) X + sym(U sym(G) X) with G = egrad, H = ehvp.
+
+`HermitianPositiveDefinite(n)` is the complex case (Pymanopt's): the same formulas with X^H for
+X^T, sym the Hermitian part and the metric Re tr(X^{-1} U X^{-1} V).
 """
 from __future__ import annotations
 
@@ -25,20 +28,20 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
-from manifold_opt.manifolds._matrix import sym, transpose
-from manifold_opt.manifolds.base import Manifold, check_positive_int
+from manifold_opt.manifolds._matrix import adjoint, sym, transpose
+from manifold_opt.manifolds.base import Manifold, check_complex_dtype, check_positive_int
 
 
 def symmetric_function(a: jax.Array, fn) -> jax.Array:
-    """fn applied to the eigenvalues of the symmetric a: V diag(fn(w)) V^T."""
+    """fn applied to the eigenvalues of the symmetric (Hermitian) a: V diag(fn(w)) V^H."""
     w, v = jnp.linalg.eigh(a)
-    return (v * fn(w)[..., None, :]) @ transpose(v)
+    return (v * fn(w).astype(v.dtype)[..., None, :]) @ adjoint(v)
 
 
 def _whiten(chol: jax.Array, u: jax.Array) -> jax.Array:
-    """L^{-1} U L^{-T} for the lower Cholesky factor L."""
+    """L^{-1} U L^{-H} for the lower Cholesky factor L."""
     left = solve_triangular(chol, u, lower=True)
-    return transpose(solve_triangular(chol, transpose(left), lower=True))
+    return adjoint(solve_triangular(chol, adjoint(left), lower=True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +51,7 @@ class SymmetricPositiveDefinite(Manifold):
     n: int
 
     def __post_init__(self):
-        object.__setattr__(self, "n", check_positive_int("SymmetricPositiveDefinite", "n", self.n))
+        object.__setattr__(self, "n", check_positive_int(type(self).__name__, "n", self.n))
 
     @property
     def shape(self):
@@ -78,13 +81,13 @@ class SymmetricPositiveDefinite(Manifold):
     def inner(self, x, u, v):
         self.check_points(x=x, u=u, v=v)
         chol = jnp.linalg.cholesky(x)
-        return jnp.sum(_whiten(chol, u) * transpose(_whiten(chol, v)), axis=(-2, -1))
+        return jnp.real(jnp.sum(_whiten(chol, u) * transpose(_whiten(chol, v)), axis=(-2, -1)))
 
     def retract(self, x, u):
         self.check_points(x=x, u=u)
         u = sym(u)
         w = solve_triangular(jnp.linalg.cholesky(x), u, lower=True)
-        return sym(x + u + transpose(w) @ w / 2)
+        return sym(x + u + adjoint(w) @ w / 2)
 
     def transport(self, x, y, v):
         self.check_points(x=x, y=y, v=v)
@@ -96,23 +99,23 @@ class SymmetricPositiveDefinite(Manifold):
         s = sym(x)
         w, v = jnp.linalg.eigh(s)
         floor = jnp.finfo(x.dtype).eps * jnp.max(jnp.abs(w), axis=-1, keepdims=True)
-        return sym((v * jnp.maximum(w, floor)[..., None, :]) @ transpose(v))
+        return sym((v * jnp.maximum(w, floor).astype(v.dtype)[..., None, :]) @ adjoint(v))
 
     def feasibility(self, x):
-        """||X - X^T||_F plus the negative part of the smallest eigenvalue of sym(X)."""
+        """||X - X^H||_F plus the negative part of the smallest eigenvalue of sym(X)."""
         self.check_point(x)
-        asym = jnp.linalg.norm(x - transpose(x), axis=(-2, -1))
+        asym = jnp.linalg.norm(x - adjoint(x), axis=(-2, -1))
         return asym + jnp.maximum(-jnp.linalg.eigvalsh(sym(x))[..., 0], 0)
 
     def exp(self, x, u):
         self.check_points(x=x, u=u)
         chol = jnp.linalg.cholesky(x)
-        return sym(chol @ symmetric_function(sym(_whiten(chol, u)), jnp.exp) @ transpose(chol))
+        return sym(chol @ symmetric_function(sym(_whiten(chol, u)), jnp.exp) @ adjoint(chol))
 
     def log(self, x, y):
         self.check_points(x=x, y=y)
         chol = jnp.linalg.cholesky(x)
-        return sym(chol @ symmetric_function(sym(_whiten(chol, y)), jnp.log) @ transpose(chol))
+        return sym(chol @ symmetric_function(sym(_whiten(chol, y)), jnp.log) @ adjoint(chol))
 
     def dist(self, x, y):
         self.check_points(x=x, y=y)
@@ -122,3 +125,76 @@ class SymmetricPositiveDefinite(Manifold):
     def ehess_to_rhess(self, x, egrad, ehvp, u):
         self.check_points(x=x, egrad=egrad, ehvp=ehvp, u=u)
         return x @ sym(ehvp) @ x + sym(u @ sym(egrad) @ x)
+
+
+@dataclasses.dataclass(frozen=True)
+class HermitianPositiveDefinite(SymmetricPositiveDefinite):
+    """n x n Hermitian positive definite matrices (complex64 / complex128), affine-invariant
+    metric; real dimension n^2."""
+
+    @property
+    def dim(self):
+        return self.n**2
+
+    def random_point(self, key, dtype=None, batch_shape=()):
+        return super().random_point(key, check_complex_dtype("HermitianPositiveDefinite", dtype), batch_shape)
+
+
+def _unit_determinant(x: jax.Array) -> jax.Array:
+    """x / det(x)^(1/n) for positive definite x."""
+    scale = jnp.exp(-jnp.linalg.slogdet(x)[1] / x.shape[-1])
+    return x * scale.astype(x.dtype)[..., None, None]
+
+
+def _real_trace(a: jax.Array) -> jax.Array:
+    return jnp.real(jnp.trace(a, axis1=-2, axis2=-1))
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecialHermitianPositiveDefinite(HermitianPositiveDefinite):
+    """Hermitian positive definite matrices of determinant 1 (Pymanopt's), a totally geodesic
+    submanifold of HPD(n) (exp_X(U) has det X exp(tr X^{-1} U)), real dimension n^2 - 1.
+
+    The normal space at X is spanned by X (<X, V>_X = tr X^{-1} V), so
+    proj(X, V) = herm(V) - (Re tr(X^{-1} herm V) / n) X; exp, log and dist are HPD's (rescaled to
+    det 1 against rounding), the retraction HPD's divided by det^(1/n), and, the submanifold being
+    totally geodesic, the Riemannian Hessian is proj of HPD's.
+    """
+
+    @property
+    def dim(self):
+        return self.n**2 - 1
+
+    def random_point(self, key, dtype=None, batch_shape=()):
+        return _unit_determinant(super().random_point(key, dtype, batch_shape))
+
+    def proj(self, x, u):
+        u = super().proj(x, u)
+        t = _real_trace(jnp.linalg.solve(x, u)) / self.n
+        return u - t.astype(x.dtype)[..., None, None] * x
+
+    def egrad_to_rgrad(self, x, egrad):
+        return self.proj(x, super().egrad_to_rgrad(x, egrad))
+
+    def retract(self, x, u):
+        return _unit_determinant(super().retract(x, u))
+
+    def transport(self, x, y, v):
+        self.check_points(x=x, y=y, v=v)
+        return self.proj(y, v)
+
+    def project(self, x):
+        return _unit_determinant(super().project(x))
+
+    def feasibility(self, x):
+        """HPD's residual plus |log det X|."""
+        return super().feasibility(x) + jnp.abs(jnp.linalg.slogdet(x)[1])
+
+    def exp(self, x, u):
+        return _unit_determinant(super().exp(x, u))
+
+    def log(self, x, y):
+        return self.proj(x, super().log(x, y))
+
+    def ehess_to_rhess(self, x, egrad, ehvp, u):
+        return self.proj(x, super().ehess_to_rhess(x, egrad, ehvp, u))

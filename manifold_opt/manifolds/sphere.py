@@ -11,10 +11,12 @@ take the axis that holds the vector, so the Oblique manifold (columnwise spheres
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from manifold_opt.manifolds.base import Manifold, check_positive_int
 
@@ -128,3 +130,104 @@ class Sphere(Manifold):
     def ehess_to_rhess(self, x, egrad, ehvp, u):
         self.check_points(x=x, egrad=egrad, ehvp=ehvp, u=u)
         return sphere_ehess_to_rhess(x, egrad, ehvp, u)
+
+
+def _orthonormal_basis(owner: str, matrix, complement: bool) -> np.ndarray:
+    """An orthonormal basis (n, r) of the column span of `matrix` (n, m), or of its orthogonal
+    complement, from an SVD with NumPy's matrix_rank tolerance."""
+    a = np.asarray(matrix, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] < a.shape[1] or a.size == 0:
+        raise ValueError(f"{owner}: matrix must be a 2-D array (n, m) with n >= m >= 1, got shape {a.shape}")
+    u, s, _ = np.linalg.svd(a)
+    rank = int(np.sum(s > s.max(initial=0) * max(a.shape) * np.finfo(a.dtype).eps))
+    basis = u[:, rank:] if complement else u[:, :rank]
+    if basis.shape[1] == 0:
+        raise ValueError(f"{owner}: the subspace is {{0}}, so the manifold is empty")
+    return basis
+
+
+@dataclasses.dataclass(frozen=True)
+class SphereSubspaceIntersection(Manifold):
+    """Unit vectors of R^n in the column span of a matrix (Pymanopt's): the unit sphere of that
+    r-dimensional subspace, dimension r - 1 (isolated points +-q when r = 1).
+
+    With Q an orthonormal basis of the subspace: proj(x, u) = Q Q^T u - <x, Q Q^T u> x, the
+    retraction (x + u) / ||x + u||, and exp, log and dist the sphere's (a great circle through
+    x along a tangent u stays in the subspace). Riemannian Hessian proj(x, ehvp) - <x, egrad> u.
+    The basis is stored as nested tuples, so the manifold stays hashable (a jit static argument).
+    """
+
+    basis: tuple
+
+    def __init__(self, matrix):
+        basis = _orthonormal_basis(type(self).__name__, matrix, self._complement)
+        object.__setattr__(self, "basis", tuple(map(tuple, basis.tolist())))
+
+    _complement = False
+
+    @functools.cached_property
+    def _q(self) -> np.ndarray:
+        return np.array(self.basis)
+
+    def _onto_subspace(self, u):
+        q = jnp.asarray(self._q, u.dtype)
+        return (u @ q) @ q.T
+
+    @property
+    def shape(self):
+        return (len(self.basis),)
+
+    @property
+    def dim(self):
+        return len(self.basis[0]) - 1
+
+    def random_point(self, key, dtype=None, batch_shape=()):
+        y = jax.random.normal(key, tuple(batch_shape) + (len(self.basis[0]),), dtype)
+        return sphere_normalize(y) @ jnp.asarray(self._q, y.dtype).T
+
+    def proj(self, x, u):
+        self.check_points(x=x, u=u)
+        return sphere_proj(x, self._onto_subspace(u))
+
+    def retract(self, x, u):
+        self.check_points(x=x, u=u)
+        return sphere_normalize(x + u)
+
+    def project(self, x):
+        """The nearest point: the normalized projection onto the subspace."""
+        self.check_point(x)
+        return sphere_normalize(self._onto_subspace(x))
+
+    def feasibility(self, x):
+        """| ||x|| - 1 | plus the distance of x from the subspace."""
+        self.check_point(x)
+        return sphere_feasibility(x)[..., 0] + jnp.linalg.norm(x - self._onto_subspace(x), axis=-1)
+
+    def exp(self, x, u):
+        self.check_points(x=x, u=u)
+        return sphere_exp(x, u)
+
+    def log(self, x, y):
+        self.check_points(x=x, y=y)
+        return sphere_log(x, y)
+
+    def dist(self, x, y):
+        self.check_points(x=x, y=y)
+        return sphere_dist(x, y)[..., 0]
+
+    @property
+    def typical_dist(self):
+        return math.pi
+
+    def ehess_to_rhess(self, x, egrad, ehvp, u):
+        self.check_points(x=x, egrad=egrad, ehvp=ehvp, u=u)
+        return sphere_ehess_to_rhess(x, egrad, self._onto_subspace(ehvp), u)
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class SphereSubspaceComplementIntersection(SphereSubspaceIntersection):
+    """Unit vectors of R^n orthogonal to the column span of a matrix (Pymanopt's): the unit
+    sphere of the orthogonal complement, dimension n - rank - 1; formulas as in
+    `SphereSubspaceIntersection` with Q a basis of the complement."""
+
+    _complement = True

@@ -12,9 +12,14 @@ trees (manifold trees and set trees alike):
   over the leaves, with `None` replaced by `UNCONSTRAINED`,
 - `infeasible_leaves(manifolds, params)` lists the concrete params that are off their manifold.
 
-The manifold tree only has to be a prefix of the params: a leaf may sit over a wrapper node
-holding one array (a Flax `Variable`, as `nnx.Optimizer.init` passes them) or over an empty
-subtree (an `optax.MaskedNode` inside `optax.partition`, skipped). `manifold_tree` stops at such
+The manifold tree only has to be a prefix of the params: a leaf sits over the params subtree
+that holds one point of its manifold, possibly inside a wrapper node (a Flax `Variable`, as
+`nnx.Optimizer.init` passes them), or over an empty subtree (an `optax.MaskedNode` inside
+`optax.partition`, skipped). A point is one array for most manifolds and a tuple of arrays where
+the manifold's `point_structure` says so (FixedRankEmbedded's (U, s, Vt), a Product's factors):
+there the subtree's arrays, in flattening order (a tuple or named tuple keeps its order), are
+handed to the manifold as that tuple, and results of the point's structure are put back in the
+subtree's containers, so updates have the params' structure. `manifold_tree` stops at such
 wrappers (`is_param_wrapper`), so `manifold_tree(nnx.state(model, nnx.Param), rules)` and boxed
 linen variables work directly, with rule paths like 'dense/kernel', and the tree it returns
 fits both the wrapped and the plain (`nnx.as_pure`) params.
@@ -72,7 +77,10 @@ def manifold_tree(params, rules: Mapping[str, Manifold | None]):
     """A manifold tree for `params` from glob rules over '/'-joined key paths.
 
     `rules` maps patterns (`fnmatch` syntax; `*` also matches '/') to a manifold or `None`, e.g.
-    `{"*/mixer": Birkhoff(4), "dense*/kernel": Stiefel(64, 32)}`. The first matching rule wins;
+    `{"*/mixer": Birkhoff(4), "dense*/kernel": Stiefel(64, 32)}`. A manifold whose points are
+    tuples (FixedRankEmbedded, Product) matches the path of a tuple holding one of its points,
+    e.g. `{"lowrank": FixedRankEmbedded(m, n, k)}` for `params["lowrank"] = (U, s, Vt)`. The
+    first matching rule wins;
     parameters matched by no rule are unconstrained (`None`). A rule that matches no parameter
     left by the earlier rules is a ValueError (usually a typo). The result is validated with `check_manifold_tree`.
 
@@ -91,16 +99,36 @@ def manifold_tree(params, rules: Mapping[str, Manifold | None]):
         if not is_manifold_leaf(manifold):
             raise TypeError(f"manifold_tree: rule {pattern!r} must map to a Manifold or None, or a constraint set of mo.sets, got {manifold!r}")
     used = set()
+    tuple_points = [m for m in rules.values() if _holds_tuples(m)]
 
-    def pick(path, _):
+    def fits(geometry, node) -> bool:
+        """Whether a rule's geometry may sit at this node: one array (or a wrapped one) for most,
+        a tuple that is one of its points for FixedRankEmbedded and Product."""
+        value = _unwrap(node) if is_param_wrapper(node) else node
+        if not _holds_tuples(geometry):
+            return not isinstance(value, (tuple, list))
+        try:
+            geometry.check_point(value)
+        except ValueError:
+            return False
+        return True
+
+    def is_leaf(node) -> bool:
+        return is_param_wrapper(node) or any(fits(m, node) for m in tuple_points)
+
+    def pick(path, node):
         name = path_to_str(path)
+        several = len(jax.tree_util.tree_leaves(node)) > 1
         for pattern, manifold in rules.items():
-            if fnmatch.fnmatchcase(name, pattern):
+            if fnmatch.fnmatchcase(name, pattern) and (manifold is None or fits(manifold, node)):
                 used.add(pattern)
-                return manifold
+                return jax.tree_util.tree_map(lambda _: None, node) if manifold is None and several else manifold
+        if several:  # a tuple no rule claims as a whole: its arrays one by one
+            return jax.tree_util.tree_map_with_path(lambda p, leaf: pick(path + p, leaf), node,
+                                                    is_leaf=lambda n: n is not node and is_param_wrapper(n))
         return None
 
-    tree = jax.tree_util.tree_map_with_path(pick, params, is_leaf=is_param_wrapper)
+    tree = jax.tree_util.tree_map_with_path(pick, params, is_leaf=is_leaf)
     unused = [p for p in rules if p not in used]
     if unused:
         names = [path_to_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params, is_leaf=is_param_wrapper)[0]]
@@ -112,9 +140,15 @@ def manifold_tree(params, rules: Mapping[str, Manifold | None]):
     return tree
 
 
+def _holds_tuples(geometry) -> bool:
+    """Whether a geometry's points are tuples of arrays (see `Manifold.point_structure`)."""
+    return not jax.tree_util.treedef_is_leaf(_point_structure(geometry))
+
+
 def broadcast_manifold_tree(manifolds, params):
-    """`manifolds` as a full tree over `params` (a single manifold or None goes to every leaf)."""
-    if is_manifold_leaf(manifolds):
+    """`manifolds` as a full tree over `params` (a single manifold or None goes to every leaf; a
+    single manifold whose points are tuples covers all of params, one point)."""
+    if is_manifold_leaf(manifolds) and not _holds_tuples(manifolds):
         return jax.tree_util.tree_map(lambda _: manifolds, params, is_leaf=is_param_wrapper)
     return manifolds
 
@@ -154,12 +188,49 @@ def _first_mismatch(m_leaves, params) -> str | None:
     return None
 
 
-def _single_array(path, subtree):
-    """The one array in a params subtree, None for an empty (masked) one."""
+def _point_structure(geometry) -> jax.tree_util.PyTreeDef:
+    """A manifold's point structure; one array for None and the constraint sets."""
+    return (geometry if isinstance(geometry, Manifold) else UNCONSTRAINED).point_structure
+
+
+def _point(path, geometry, subtree):
+    """What a params-shaped subtree holds for `geometry`: its arrays in the point structure (a
+    point, tangent vector or gradient), None for an empty (masked) subtree, and as it is a lone
+    array under a manifold whose points are tuples (a value per point, such as Adam's second
+    moment, stored by `_put`)."""
     leaves = jax.tree_util.tree_leaves(subtree)
-    if len(leaves) > 1:
-        raise ValueError(f"manifold tree does not match params at {path!r}: one manifold leaf covers {len(leaves)} arrays")
-    return leaves[0] if leaves else None
+    if not leaves:
+        return None
+    structure = _point_structure(geometry)
+    if jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(subtree)) and structure.num_leaves > 1:
+        return subtree
+    if len(leaves) != structure.num_leaves:
+        raise ValueError(
+            f"manifold tree does not match params at {path!r}: one manifold leaf covers {len(leaves)} arrays, "
+            f"{'a point' if geometry is None else repr(geometry) + ' points'} have {structure.num_leaves}"
+        )
+    return jax.tree_util.tree_unflatten(structure, leaves)
+
+
+def _unwrap(node):
+    """The value inside a parameter wrapper (see `is_param_wrapper`)."""
+    return node.get_value() if callable(getattr(type(node), "get_value", None)) else node.unbox()
+
+
+def _put(geometry, subtree, value):
+    """`value` in place of a params subtree. Where points are one array: in the subtree's
+    containers, wrappers included. Where points are tuples: a value of the point structure in the
+    subtree's containers without its wrappers (a Flax Variable holding a tuple would come back
+    from nnx.Optimizer's state update as an nnx.State); any other value (one per point) as it is.
+    """
+    structure = _point_structure(geometry)
+    if jax.tree_util.treedef_is_leaf(structure):
+        return jax.tree_util.tree_map(lambda _: value, subtree)
+    if jax.tree_util.tree_structure(value) != structure:
+        return value
+    containers = jax.tree_util.tree_map(lambda n: _unwrap(n) if is_param_wrapper(n) else n, subtree,
+                                        is_leaf=is_param_wrapper)
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(containers), jax.tree_util.tree_leaves(value))
 
 
 def check_manifold_tree(manifolds, params) -> None:
@@ -173,7 +244,7 @@ def check_manifold_tree(manifolds, params) -> None:
     for path, manifold, subtree in pairs:
         if not is_manifold_leaf(manifold):
             raise ValueError(f"manifold tree leaf at {path!r} must be a Manifold or None, or a constraint set of mo.sets, got {manifold!r}")
-        param = _single_array(path, subtree)
+        param = _point(path, manifold, subtree)
         if manifold is not None and param is not None:
             try:
                 manifold.check_point(param, name=f"param {path!r}")
@@ -192,16 +263,16 @@ def map_manifold_tree(fn: Callable[..., Any], manifolds, params, *rest, num_outp
     rest_subtrees = [treedef.flatten_up_to(r) for r in rest]
     outputs = [[] for _ in range(num_outputs)]
     for i, (path, manifold, subtree) in enumerate(pairs):
-        param = _single_array(path, subtree)
+        param = _point(path, manifold, subtree)
         if param is None:
             for out in outputs:
                 out.append(subtree)
             continue
-        result = fn(UNCONSTRAINED if manifold is None else manifold, param,
-                    *(_single_array(path, r[i]) for r in rest_subtrees))
+        manifold = UNCONSTRAINED if manifold is None else manifold
+        result = fn(manifold, param, *(_point(path, manifold, r[i]) for r in rest_subtrees))
         result = (result,) if num_outputs == 1 else result
         for out, value in zip(outputs, result):
-            out.append(jax.tree_util.tree_map(lambda _, v=value: v, subtree))
+            out.append(_put(manifold, subtree, value))
     trees = tuple(jax.tree_util.tree_unflatten(treedef, out) for out in outputs)
     return trees[0] if num_outputs == 1 else trees
 
@@ -212,11 +283,12 @@ def infeasible_leaves(manifolds, params) -> list[tuple[str, Manifold, float, flo
     (under jit) are skipped: only concrete values can be checked."""
     found = []
     for path, manifold, subtree in _paired(manifolds, params)[0]:
-        param = _single_array(path, subtree)
-        if manifold is None or param is None or isinstance(param, jax.core.Tracer):
+        param = _point(path, manifold, subtree)
+        first = jax.tree_util.tree_leaves(param)[:1]
+        if manifold is None or not first or isinstance(first[0], jax.core.Tracer):
             continue
         residual = float(np.max(np.asarray(manifold.feasibility(param))))
-        tolerance = feasibility_tolerance(param.dtype)
+        tolerance = feasibility_tolerance(first[0].dtype)
         if not residual <= tolerance:
             found.append((path, manifold, residual, tolerance))
     return found

@@ -107,6 +107,7 @@ def arc(
     max_inner_iterations steps (default min(ambient size, 50)); initial_sigma defaults to
     100 / manifold.typical_dist (Manopt's), else 100. Stopping as in `trust_regions`."""
     common.check_solver_args("arc", cost, manifold, x0, max_iterations)
+    common.check_hessian("arc", manifold)
     leaves = jax.tree_util.tree_leaves(x0)
     if max_inner_iterations is None:
         max_inner_iterations = min(sum(math.prod(leaf.shape) for leaf in leaves), 50)

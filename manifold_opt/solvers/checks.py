@@ -55,6 +55,8 @@ def _slope(steps, errors, floor, window=4):
 
 def _check(owner, cost, manifold, x, key, args, order):
     common.check_geometry(owner, manifold, "manifold")
+    if order == 2:
+        common.check_hessian(owner, manifold, "there is nothing to check")
     if args is not None:
         cost = bind_args(cost, args)
     x = jax.tree_util.tree_map(jnp.asarray, x)

@@ -221,6 +221,14 @@ def check_solver_args(owner: str, cost, manifold, x0, max_iterations) -> None:
         raise ValueError(f"{owner}: cost must return a scalar, got shape {value.shape}")
 
 
+def check_hessian(owner: str, manifold,
+                  remedy: str = "use a first-order solver (steepest_descent, conjugate_gradient or lbfgs)") -> None:
+    """ValueError naming `owner` (a second-order solver, an implicit gradient) when the manifold
+    has no Riemannian Hessian."""
+    if not getattr(manifold, "has_hessian", True):
+        raise ValueError(f"{owner}: {type(manifold).__name__} has no Riemannian Hessian (ehess_to_rhess); {remedy}")
+
+
 def start(cost, manifold, x0, log: bool, max_iterations: int, project_x0: bool = False) -> Iterate:
     """Iterate 0 at x0 (at manifold.project(x0) when `project_x0`)."""
     if project_x0:

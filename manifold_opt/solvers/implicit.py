@@ -90,6 +90,7 @@ def riemannian_solution(cost, manifold, x, args, owner=None):
 
     def backward(saved, x_bar):
         x, args = saved
+        common.check_hessian(owner, manifold, "the implicit gradient in args solves a Hessian system")
         _, hess = riemannian_hvp(bind_args(cost, args), manifold, x)
         v = tangent_cg(manifold, x, hess, manifold.egrad_to_rgrad(x, x_bar), size)
         _, vjp = jax.vjp(lambda a: _gradient_function(bind_args(cost, a))(x), args)

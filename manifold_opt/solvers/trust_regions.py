@@ -118,6 +118,7 @@ def trust_regions(
     longer changes x in this precision. iterations counts outer iterations, rejected steps included.
     """
     common.check_solver_args("trust_regions", cost, manifold, x0, max_iterations)
+    common.check_hessian("trust_regions", manifold)
     it = common.start(cost, manifold, x0, log, max_iterations, project_x0)
     leaves = jax.tree_util.tree_leaves(it.x)
     if max_inner_iterations is None:

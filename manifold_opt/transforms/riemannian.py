@@ -44,14 +44,15 @@ def _checked(owner: str, manifolds, params):
     return manifolds
 
 
-def _point_norm_shape(manifold, x):
-    """Batch shape of x for `manifold` (the shape of one norm per point)."""
-    return x.shape[: x.ndim - len(manifold.shape)]
+def _dtype(x):
+    """The dtype of a point (one array, or a tuple of arrays of one dtype)."""
+    return jax.tree_util.tree_leaves(x)[0].dtype
 
 
-def _expand(manifold, s):
-    """A per-point scalar array broadcastable against points of `manifold`."""
-    return s[(...,) + (None,) * len(manifold.shape)]
+def _divide_per_point(u, s):
+    """Each point's (or tangent vector's) arrays divided by that point's entry of s (shape
+    batch_shape)."""
+    return jax.tree_util.tree_map(lambda a: a / s[(...,) + (None,) * (a.ndim - s.ndim)], u)
 
 
 def _learning_rate(learning_rate, count):
@@ -59,7 +60,7 @@ def _learning_rate(learning_rate, count):
 
 
 def _retraction_update(manifold, x, u):
-    return manifold.retract(x, u) - x
+    return optax.tree_utils.tree_sub(manifold.retract(x, u), x)
 
 
 def _check_hyperparameter(owner: str, name: str, value, ok, expected: str) -> None:
@@ -95,14 +96,21 @@ def _check_init(owner: str, manifolds, params, on_infeasible: str) -> None:
 
 
 def _decay_direction(manifold, x, weight_decay):
-    """wd * grad r(x) for r(x) = ||x||_F^2 / 2 (Riemannian gradient: egrad_to_rgrad(x, x))."""
-    return jnp.asarray(weight_decay, x.dtype) * manifold.egrad_to_rgrad(x, x)
+    """wd * grad r(x) for r(x) = ||x||_F^2 / 2 (Riemannian gradient: egrad_to_rgrad(x, x); for a
+    tuple point the squares of all its arrays, which on FixedRankEmbedded is ||U s Vt||_F^2 / 2
+    plus a constant)."""
+    return optax.tree_utils.tree_scale(jnp.asarray(weight_decay, _dtype(x)), manifold.egrad_to_rgrad(x, x))
 
 
 def _guarded(tx: optax.GradientTransformation, guard_nonfinite: bool):
     """With `guard_nonfinite`, a step whose gradients hold NaN/inf gives a zero update and keeps
     the state (optax.apply_if_finite, never giving up; its state counts the skipped steps)."""
     return optax.apply_if_finite(tx, max_consecutive_errors=2**31 - 1) if guard_nonfinite else tx
+
+
+def _zero_tangents(manifolds, params):
+    """The zero tangent vector at every point of params (a moment buffer's initial value)."""
+    return map_manifold_tree(lambda m, x: m.zero_tangent(x), manifolds, params)
 
 
 # ----- building blocks ------------------------------------------------------------------------
@@ -184,7 +192,7 @@ def riemannian_sgd(
 
     def init_fn(params):
         _check_init(owner, manifolds, params, on_infeasible)
-        trace = optax.tree_utils.tree_zeros_like(params) if uses_momentum else ()
+        trace = _zero_tangents(manifolds, params) if uses_momentum else ()
         return RiemannianSgdState(jnp.zeros([], jnp.int32), trace)
 
     def update_fn(updates, state, params=None):
@@ -194,16 +202,16 @@ def riemannian_sgd(
         def leaf(m, x, g, *trace):
             direction = m.egrad_to_rgrad(x, g)
             if uses_momentum:
-                mu = jnp.asarray(momentum, x.dtype)
-                buf = mu * trace[0] + direction
-                direction = direction + mu * buf if nesterov else buf
+                mu = jnp.asarray(momentum, _dtype(x))
+                buf = optax.tree_utils.tree_add_scale(direction, mu, trace[0])
+                direction = optax.tree_utils.tree_add_scale(direction, mu, buf) if nesterov else buf
             if not _is_zero(weight_decay):
-                direction = direction + _decay_direction(m, x, weight_decay)
-            step = -jnp.asarray(lr, x.dtype) * direction
+                direction = optax.tree_utils.tree_add(direction, _decay_direction(m, x, weight_decay))
+            step = optax.tree_utils.tree_scale(-jnp.asarray(lr, _dtype(x)), direction)
             if not uses_momentum:
                 return _retraction_update(m, x, step), ()
             y, buf = m.retract_transport(x, step, buf)
-            return y - x, buf
+            return optax.tree_utils.tree_sub(y, x), buf
 
         if uses_momentum:
             new_updates, trace = map_manifold_tree(leaf, tree, params, updates, state.momentum, num_outputs=2)
@@ -257,10 +265,8 @@ def riemannian_adam(
 
     def init_fn(params):
         _check_init(owner, manifolds, params, on_infeasible)
-        nu = map_manifold_tree(lambda m, x: jnp.zeros(_point_norm_shape(m, x), x.dtype), manifolds, params)
-        return RiemannianAdamState(
-            jnp.zeros([], jnp.int32), optax.tree_utils.tree_zeros_like(params), nu, nu if amsgrad else ()
-        )
+        nu = map_manifold_tree(lambda m, x: jnp.zeros(m.batch_shape(x), _dtype(x)), manifolds, params)
+        return RiemannianAdamState(jnp.zeros([], jnp.int32), _zero_tangents(manifolds, params), nu, nu if amsgrad else ())
 
     def update_fn(updates, state, params=None):
         tree = _checked(owner, manifolds, params)
@@ -268,19 +274,21 @@ def riemannian_adam(
         lr = _learning_rate(learning_rate, state.count)
 
         def leaf(m, x, g, mu, nu, *nu_max):
-            beta1, beta2 = jnp.asarray(b1, x.dtype), jnp.asarray(b2, x.dtype)
+            dtype = _dtype(x)
+            beta1, beta2 = jnp.asarray(b1, dtype), jnp.asarray(b2, dtype)
             rg = m.egrad_to_rgrad(x, g)
-            mu = beta1 * mu + (1.0 - beta1) * rg
+            mu = jax.tree_util.tree_map(lambda a, b: beta1 * a + (1.0 - beta1) * b, mu, rg)
             nu = beta2 * nu + (1.0 - beta2) * m.inner(x, rg, rg)
-            t = count.astype(x.dtype)
+            t = count.astype(dtype)
             nu_hat = nu / (1.0 - beta2**t)
             nu_hat = jnp.maximum(nu_max[0], nu_hat) if amsgrad else nu_hat
-            denom = jnp.sqrt(nu_hat) + jnp.asarray(eps, x.dtype)
-            direction = mu / (_expand(m, denom) * (1.0 - beta1**t))
+            denom = jnp.sqrt(nu_hat) + jnp.asarray(eps, dtype)
+            direction = _divide_per_point(mu, denom * (1.0 - beta1**t))
             if not _is_zero(weight_decay):
-                direction = direction + _decay_direction(m, x, weight_decay)
-            y, mu = m.retract_transport(x, -jnp.asarray(lr, x.dtype) * direction, mu)
-            return y - x, mu, nu, nu_hat
+                direction = optax.tree_utils.tree_add(direction, _decay_direction(m, x, weight_decay))
+            step = optax.tree_utils.tree_scale(-jnp.asarray(lr, dtype), direction)
+            y, mu = m.retract_transport(x, step, mu)
+            return optax.tree_utils.tree_sub(y, x), mu, nu, nu_hat
 
         rest = (updates, state.mu, state.nu) + ((state.nu_max,) if amsgrad else ())
         new_updates, mu, nu, nu_hat = map_manifold_tree(leaf, tree, params, *rest, num_outputs=4)

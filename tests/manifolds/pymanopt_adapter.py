@@ -6,8 +6,13 @@ points (batch_shape (k,); k = 1 means no batch axis), inner products and squared
 summed over the copies as in Pymanopt. Inputs and outputs are float64 / complex128 NumPy arrays;
 random draws take their seeds from `np.random`, so Pymanopt's seeding applies. Methods are
 available under Pymanopt 2.x and 0.x names (`projection`/`proj`, `retraction`/`retr`, ...).
-Points and tangent vectors of FixedRankEmbedded are tuples supporting Pymanopt's tangent
-arithmetic (+, -, scalar * and /).
+Points and tangent vectors of FixedRankEmbedded and Product are tuples supporting Pymanopt's
+tangent arithmetic (+, -, scalar * and /).
+
+Two representations differ from ours and are translated: `adapt(Sphere(m * n), shape=(m, n))`
+is Pymanopt's Sphere(m, n) (the unit Frobenius sphere of m x n matrices, ours on the flattened
+matrices), and `adapt_group(OrthogonalGroup(n, special=True))` is Pymanopt's
+SpecialOrthogonalGroup(n), whose tangent vector at X is the skew W of our ambient X W.
 """
 import math
 
@@ -53,11 +58,40 @@ def _seed():
     return jax.random.PRNGKey(np.random.randint(2**31 - 1))
 
 
-class Adapted:
-    """Pymanopt's manifold interface over one of ours (`copies` points batched)."""
+class Reshaped:
+    """One of ours on arrays of another point shape: array arguments ending in `shape` are
+    reshaped to ours' point shape and results ending in ours' shape back (other attributes pass
+    through)."""
 
-    def __init__(self, manifold, copies=1, dtype=np.float64):
+    def __init__(self, manifold, shape):
         self.ours = manifold
+        self.shape = tuple(shape)
+
+    @staticmethod
+    def _move(a, source, target):
+        if not isinstance(a, (jax.Array, np.ndarray)) or a.ndim < len(source) or tuple(a.shape[a.ndim - len(source):]) != source:
+            return a
+        return jnp.reshape(a, a.shape[: a.ndim - len(source)] + target)
+
+    def __getattr__(self, name):
+        value = getattr(self.__dict__["ours"], name)
+        if not callable(value):
+            return value
+        ours_shape = self.ours.shape
+
+        def call(*args):
+            out = value(*(self._move(a, self.shape, ours_shape) for a in args))
+            return self._move(out, ours_shape, self.shape)
+
+        return call
+
+
+class Adapted:
+    """Pymanopt's manifold interface over one of ours (`copies` points batched; `shape`:
+    Pymanopt's point shape where it differs from ours, see Reshaped)."""
+
+    def __init__(self, manifold, copies=1, dtype=np.float64, shape=None):
+        self.ours = manifold if shape is None else Reshaped(manifold, shape)
         self.copies = copies
         self.dtype = dtype
         self.batch = (copies,) if copies > 1 else ()
@@ -146,5 +180,64 @@ class Adapted:
         return lambda *args: to_numpy(method(*map(to_jax, args)))
 
 
-def adapt(manifold, copies=1, complex_=False):
-    return Adapted(manifold, copies, np.complex128 if complex_ else np.float64)
+class LieAlgebraTangents(Adapted):
+    """Pymanopt's matrix groups: a tangent vector at X is the skew matrix W (ours: X W).
+    Ambient arguments (vectors to project, Euclidean gradients and Hessians) are unchanged."""
+
+    @staticmethod
+    def _in(x, w):
+        return np.asarray(x) @ w
+
+    @staticmethod
+    def _out(x, u):
+        return np.conj(np.swapaxes(x, -1, -2)) @ u
+
+    def inner_product(self, x, u, v):
+        return super().inner_product(x, self._in(x, u), self._in(x, v))
+
+    inner = inner_product
+
+    def projection(self, x, u):
+        return self._out(x, super().projection(x, u))
+
+    proj = to_tangent_space = projection
+
+    def euclidean_to_riemannian_gradient(self, x, egrad):
+        return self._out(x, super().euclidean_to_riemannian_gradient(x, egrad))
+
+    egrad2rgrad = euclidean_to_riemannian_gradient
+
+    def euclidean_to_riemannian_hessian(self, x, egrad, ehess, u):
+        return self._out(x, super().euclidean_to_riemannian_hessian(x, egrad, ehess, self._in(x, u)))
+
+    ehess2rhess = euclidean_to_riemannian_hessian
+
+    def retraction(self, x, u):
+        return super().retraction(x, self._in(x, u))
+
+    retr = retraction
+
+    def transport(self, x, y, u):
+        return self._out(y, super().transport(x, y, self._in(x, u)))
+
+    transp = transport
+
+    def exp(self, x, u):
+        return super().exp(x, self._in(x, u))
+
+    def log(self, x, y):
+        return self._out(x, super().log(x, y))
+
+    def random_tangent_vector(self, x):
+        return self._out(x, super().random_tangent_vector(x))
+
+    def zero_vector(self, x):
+        return np.zeros_like(x)
+
+
+def adapt(manifold, copies=1, complex_=False, shape=None):
+    return Adapted(manifold, copies, np.complex128 if complex_ else np.float64, shape)
+
+
+def adapt_group(manifold, copies=1, complex_=False):
+    return LieAlgebraTangents(manifold, copies, np.complex128 if complex_ else np.float64)

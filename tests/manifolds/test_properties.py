@@ -15,6 +15,7 @@ from manifold_opt.manifolds import (
     ComplexGrassmann,
     Elliptope,
     Grassmann,
+    HermitianPositiveDefinite,
     Hyperboloid,
     Oblique,
     OrthogonalGroup,
@@ -23,15 +24,26 @@ from manifold_opt.manifolds import (
     Product,
     PSDFixedRank,
     PSDFixedRankComplex,
+    SkewSymmetric,
+    SpecialHermitianPositiveDefinite,
     Sphere,
+    SphereSubspaceComplementIntersection,
+    SphereSubspaceIntersection,
     Stiefel,
     SymmetricEuclidean,
     SymmetricPositiveDefinite,
+    UnitaryGroup,
 )
 
+SUBSPACE_SPAN = np.random.default_rng(7).standard_normal((5, 3))
+
 # Shapes are shared across cases (n = 5 rows) so compiled kernels are reused between tests.
+# HermitianPositiveDefinite and SkewSymmetric are left out for time: SpecialHermitianPositiveDefinite
+# runs every HPD method through super(), SkewSymmetric is SymmetricEuclidean with skew for sym
+# (both are compared with Pymanopt in test_pymanopt_compare.py).
 CASES = {
     "sphere5": Sphere(5),
+    "sphere_subspace5": SphereSubspaceIntersection(SUBSPACE_SPAN),
     "oblique5x3": Oblique(5, 3),
     "grassmann5x3": Grassmann(5, 3),
     "birkhoff5": Birkhoff(5),
@@ -41,12 +53,14 @@ CASES = {
     "o5_cayley": OrthogonalGroup(5, retraction="cayley"),
     "o5_exp": OrthogonalGroup(5, retraction="exp"),
     "so5_qr": OrthogonalGroup(5, special=True),
+    "u5_qr": UnitaryGroup(5),
     "stiefel5x3_qr_euclidean": Stiefel(5, 3),
     "stiefel5x3_polar_canonical": Stiefel(5, 3, retraction="polar", metric="canonical"),
     "stiefel5x3_cayley_euclidean": Stiefel(5, 3, retraction="cayley"),
     "stiefel5x3_cayley_canonical": Stiefel(5, 3, retraction="cayley", metric="canonical"),
     "stiefel5x5_polar_euclidean": Stiefel(5, 5, retraction="polar"),
     "spd5": SymmetricPositiveDefinite(5),
+    "shpd5": SpecialHermitianPositiveDefinite(5),
     "symmetric5": SymmetricEuclidean(5),
     "positive5x3": Positive(5, 3),
     "poincare5": PoincareBall(5),
@@ -59,9 +73,9 @@ CASES = {
 }
 IDS = sorted(CASES)
 HAS_EXP = [i for i in IDS if isinstance(CASES[i], (
-    Sphere, Oblique, Grassmann, OrthogonalGroup, SymmetricPositiveDefinite, SymmetricEuclidean, Positive,
-    PoincareBall, Hyperboloid, ComplexCircle))]
-COMPLEX = (ComplexCircle, ComplexGrassmann, PSDFixedRankComplex)
+    Sphere, SphereSubspaceIntersection, Oblique, Grassmann, OrthogonalGroup, SymmetricPositiveDefinite,
+    SymmetricEuclidean, Positive, PoincareBall, Hyperboloid, ComplexCircle))]
+COMPLEX = (ComplexCircle, ComplexGrassmann, PSDFixedRankComplex, UnitaryGroup, HermitianPositiveDefinite)
 # open subsets of their ambient space (or quotients of one): a small perturbation stays feasible
 OPEN = (Positive, PoincareBall, PSDFixedRank)
 
@@ -106,10 +120,19 @@ def lorentz(a, b):
     return jnp.sum(a * b, -1) - 2 * a[..., 0] * b[..., 0]
 
 
+def off_subspace(v):
+    """The largest residual of v's least-squares fit by SUBSPACE_SPAN's columns (0 in its span)."""
+    columns = np.asarray(v, np.float64).reshape(-1, SUBSPACE_SPAN.shape[0]).T
+    coefficients = np.linalg.lstsq(SUBSPACE_SPAN, columns, rcond=None)[0]
+    return float(np.max(np.abs(SUBSPACE_SPAN @ coefficients - columns)))
+
+
 def membership_residual(m, x):
     """Max violation of the defining equations, written independently of m.feasibility."""
     if isinstance(m, Product):
         return max(membership_residual(f, xi) for f, xi in zip(m.manifolds, x))
+    if isinstance(m, SphereSubspaceIntersection):
+        return max_abs(jnp.linalg.norm(x, axis=-1) - 1) + off_subspace(x)
     if isinstance(m, Sphere):
         return max_abs(jnp.linalg.norm(x, axis=-1) - 1)
     if isinstance(m, Oblique):
@@ -122,8 +145,10 @@ def membership_residual(m, x):
     if isinstance(m, Birkhoff):
         sums = max(max_abs(jnp.sum(x, -1) - 1), max_abs(jnp.sum(x, -2) - 1))
         return sums + float(jnp.sum(jnp.maximum(-x, 0)))
+    if isinstance(m, SpecialHermitianPositiveDefinite):
+        return membership_residual(HermitianPositiveDefinite(m.n), x) + max_abs(jnp.linalg.det(x) - 1)
     if isinstance(m, SymmetricPositiveDefinite):
-        asym = max_abs(x - jnp.swapaxes(x, -1, -2))
+        asym = max_abs(x - hconj(x))
         return asym + max(0.0, -float(jnp.min(np.linalg.eigvalsh(np.asarray(x)))))
     if isinstance(m, SymmetricEuclidean):
         return max_abs(x - jnp.swapaxes(x, -1, -2))
@@ -146,19 +171,24 @@ def tangent_residual(m, x, u):
     """Max violation of the tangent-space equations at x."""
     if isinstance(m, Product):
         return max(tangent_residual(f, xi, ui) for f, xi, ui in zip(m.manifolds, x, u))
+    if isinstance(m, SphereSubspaceIntersection):
+        return max_abs(jnp.sum(x * u, -1)) + off_subspace(u)
     if isinstance(m, Sphere):
         return max_abs(jnp.sum(x * u, -1))
     if isinstance(m, Oblique):
         return max_abs(jnp.sum(x * u, -2))
     if isinstance(m, (Stiefel, OrthogonalGroup)):
-        xtu = jnp.swapaxes(x, -1, -2) @ u
-        return max_abs(xtu + jnp.swapaxes(xtu, -1, -2))
+        xtu = hconj(x) @ u
+        return max_abs(xtu + hconj(xtu))
     if isinstance(m, Grassmann):
         return max_abs(hconj(x) @ u)
     if isinstance(m, Birkhoff):
         return max(max_abs(jnp.sum(u, -1)), max_abs(jnp.sum(u, -2)))
+    if isinstance(m, SpecialHermitianPositiveDefinite):
+        trace = jnp.trace(jnp.linalg.solve(x, u), axis1=-2, axis2=-1)
+        return max_abs(u - hconj(u)) + max_abs(jnp.real(trace))
     if isinstance(m, (SymmetricPositiveDefinite, SymmetricEuclidean)):
-        return max_abs(u - jnp.swapaxes(u, -1, -2))
+        return max_abs(u - hconj(u))
     if isinstance(m, (Positive, PoincareBall)):
         return 0.0
     if isinstance(m, Hyperboloid):
@@ -327,16 +357,22 @@ def test_project_snaps_perturbed_points_back(name):
     "manifold, dim",
     [
         (Sphere(5), 4),
+        (SphereSubspaceIntersection(np.eye(5)[:, :3]), 2),
+        (SphereSubspaceComplementIntersection(np.eye(5)[:, :3]), 1),
         (Oblique(4, 3), 9),
         (Stiefel(6, 3), 12),
         (Stiefel(5, 5), 10),
         (Grassmann(6, 2), 8),
         (OrthogonalGroup(5), 10),
         (OrthogonalGroup(5, special=True), 10),
+        (UnitaryGroup(5), 25),
         (Birkhoff(4), 9),
         (SymmetricPositiveDefinite(4), 10),
+        (HermitianPositiveDefinite(4), 16),
+        (SpecialHermitianPositiveDefinite(4), 15),
         (Product(Sphere(3), Stiefel(4, 2)), 7),
         (SymmetricEuclidean(4), 10),
+        (SkewSymmetric(4), 6),
         (Positive(4, 3), 12),
         (PoincareBall(5), 5),
         (Hyperboloid(5), 5),
