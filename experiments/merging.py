@@ -22,18 +22,20 @@ test cannot reject it.
 Arms are `<method>@<pool size>`. Each tuned method's grid (`config.grids`) is searched per pool
 size on the *selection* split: the mean accuracy on the labelled proxy of the 4 target tasks,
 the same proxy FW-Merging uses; a choice at a grid edge extends the grid. FW-hard and FW-soft run
-at the paper's defaults (`fw_*`, `soft_*`). AdaMerging and FW-soft minimize the prediction
-entropy on the unlabelled test inputs (as AdaMerging does). *Report*: test accuracy averaged
+at the paper's defaults (`fw_*`, `soft_*`), both for `fw_iterations` Frank-Wolfe iterations.
+AdaMerging and FW-soft minimize the prediction entropy on the unlabelled test inputs (as
+AdaMerging does). *Report*: test accuracy averaged
 over the 4 targets (FusionBench's average) and per target, on paired seeds (seed s: the same
 data split, pretraining and pool for every arm). The claims in `config.claims` are judged by the
-protocol; FW diagnostics (iterations, FW gaps, which candidates each picked) go to results.json
-under "fw".
+protocol; FW diagnostics (per iteration: the FW gap, the proxy loss and the candidates picked)
+go to results.json under "fw".
 
 Every cache lives under workdir/protocol/<config hash>/ (the protocol's run results and this
 module's pools), so a changed hyperparameter never reuses numbers or pools.
 """
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -350,14 +352,16 @@ def merge(method: str, settings: dict, config, seed_data: dict, n: int, key):
         result = m.fw_merge(body, pool, cross_entropy, proxy, iterations=config.fw_iterations,
                             init_scaling=config.fw_init_scaling, step_size=config.fw_step_size,
                             scaling=config.fw_scaling)
-        picked = [names[i] for i in result.selected[:, 0]]  # task granularity: one candidate per iteration
-        return result.params, {"iterations": len(result.gaps), "gaps": result.gaps.tolist(),
-                               "proxy_losses": result.losses.tolist(), "picked": picked}
-    result = m.fw_merge(body, pool, cross_entropy, proxy, mode="soft", soft_objective=entropy_objective,
-                        soft_data=seed_data["unlabelled"], soft_steps=config.soft_steps,
-                        soft_learning_rate=config.soft_learning_rate, soft_init=config.soft_init)
-    # The soft mode is one LMO pass at theta_pre (one pick per target task), then AdaMerging over the picks.
-    return result.params, {"iterations": 1, "gaps": [], "picked": [names[i] for i in result.selected]}
+        picks = result.selected[:, :1]  # task granularity: one candidate per iteration
+    else:
+        result = m.fw_merge(body, pool, cross_entropy, proxy, mode="soft", iterations=config.fw_iterations,
+                            soft_objective=entropy_objective, soft_data=seed_data["unlabelled"],
+                            soft_steps=config.soft_steps, soft_learning_rate=config.soft_learning_rate,
+                            soft_init=config.soft_init)
+        picks = result.selected  # one candidate per target task and iteration
+    return result.params, {"iterations": len(result.gaps), "gaps": result.gaps.tolist(),
+                           "proxy_losses": result.losses.tolist(),
+                           "picked": [[names[i] for i in row] for row in picks]}
 
 
 def is_relevant(name: str) -> bool:
@@ -394,9 +398,8 @@ class Experiment:
         test = np.asarray(accuracies(merged, head, data["test_x"], data["test_y"]), np.float64)
         report = {"accuracy": float(test.mean()), **{f"accuracy/{t}": float(a) for t, a in zip(TARGETS, test)}}
         if diagnostics is not None:
-            report["relevant_picks"] = float(np.mean([is_relevant(p) for p in diagnostics["picked"]]))
-            if diagnostics["gaps"]:
-                report["fw_gap"] = float(diagnostics["gaps"][-1])
+            report["relevant_picks"] = float(np.mean([is_relevant(p) for row in diagnostics["picked"] for p in row]))
+            report["fw_gap"] = float(diagnostics["gaps"][-1])
             os.makedirs(rundir, exist_ok=True)
             with open(os.path.join(rundir, "fw.json"), "w") as f:
                 json.dump(diagnostics, f)
@@ -463,11 +466,15 @@ def tables(config, results) -> str:
         cells = [f"{100 * metrics[f'accuracy/{t}']['mean']:.1f}" for t in TARGETS]
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {100 * metrics['accuracy']['mean']:.1f} |")
     if results["fw"]:
-        lines += ["", "#### FW-Merging diagnostics (per seed: iterations, final FW gap, candidates picked)", ""]
+        lines += ["", "#### FW-Merging diagnostics (per seed: iterations, FW gap first -> last, proxy loss first -> last, "
+                  "candidates picked over the iterations with counts)", ""]
         for arm, per_seed in results["fw"].items():
             for seed, d in per_seed.items():
-                gap = f", final gap {d['gaps'][-1]:.3g}" if d["gaps"] else ""
-                lines.append(f"- {arm} seed {seed}: {d['iterations']} iteration(s){gap}; picked {', '.join(d['picked'])}")
+                counts = collections.Counter(p for row in d["picked"] for p in row)
+                picked = ", ".join(f"{name} x{count}" for name, count in counts.most_common())
+                lines.append(f"- {arm} seed {seed}: {d['iterations']} iterations, gap {d['gaps'][0]:.3g} -> "
+                             f"{d['gaps'][-1]:.3g}, loss {d['proxy_losses'][0]:.3g} -> {d['proxy_losses'][-1]:.3g}; "
+                             f"picked {picked}")
     return "\n".join(lines) + "\n"
 
 
