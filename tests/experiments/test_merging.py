@@ -41,13 +41,16 @@ def test_quick_run_writes_protocol_results_and_caches_by_config_hash(tmp_path, m
     assert [c["text"] for c in results["claims"]] == list(config.claims)
     for claim in results["claims"]:
         assert claim["verdict"] in protocol.VERDICTS and len(claim["difference_ci95"]) == 2
-    # FW-Merging actually iterates (hard: config.fw_iterations LMO steps, a gap per step) and says what it picked
+    # FW-Merging actually iterates (config.fw_iterations LMO steps, a gap and a proxy loss per step) and says what
+    # it picked: hard one candidate per iteration, soft one per target task and iteration
     names = {spec[1] for spec in merging.CANDIDATES}
     for seed in map(str, config.seeds):
-        hard = results["fw"]["fw_hard@8"][seed]
-        assert hard["iterations"] == config.fw_iterations == len(hard["gaps"]) == len(hard["picked"])
-        assert set(hard["picked"]) <= names
-        assert len(results["fw"]["fw_soft@8"][seed]["picked"]) == len(merging.TARGETS)
+        for arm, picks in (("fw_hard@8", 1), ("fw_soft@8", len(merging.TARGETS))):
+            fw = results["fw"][arm][seed]
+            assert fw["iterations"] == config.fw_iterations == len(fw["gaps"]) == len(fw["proxy_losses"]) - 1
+            assert [len(row) for row in fw["picked"]] == [picks] * config.fw_iterations
+            assert {p for row in fw["picked"] for p in row} <= names
+            assert all(np.isfinite(fw["gaps"])) and all(np.isfinite(fw["proxy_losses"]))
     # merged from the pool: the pretrained row equals the pretrained body at every pool size; FW-soft at 4
     # candidates picks among the 4 experts
     assert results["arms"]["pretrained@4"]["metrics"] == results["arms"]["pretrained@8"]["metrics"]
