@@ -199,7 +199,7 @@ def test_device_memory_is_flat_in_the_pool_size_while_stacking_grows():
     pretrained = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
     target = jax.tree.map(lambda p: p + 0.1, pretrained)
     model_bytes = sum(x.nbytes for x in pretrained.values())
-    peaks, stacked = {}, {}
+    peaks, soft_peaks, stacked = {}, {}, {}
     for n in (4, 8, 16):
         candidates = [jax.tree.map(lambda p: p + rng.standard_normal(p.shape).astype(np.float32), pretrained)
                       for _ in range(n)]
@@ -207,12 +207,17 @@ def test_device_memory_is_flat_in_the_pool_size_while_stacking_grows():
         before = sum(x.nbytes for x in jax.live_arrays())
         merging.fw_merge(pretrained, pool, loss_fn_big, [target], iterations=2)
         peaks[n] = max(pool.live) - before
+        pool = RecordingPool(candidates)
+        merging.fw_merge(pretrained, pool, loss_fn_big, [target], mode="soft", iterations=2, soft_steps=2)
+        soft_peaks[n] = max(pool.live) - before
         naive = jax.tree.map(lambda *c: jnp.stack(c), *candidates)  # the whole pool on the device
         stacked[n] = sum(x.nbytes for x in jax.live_arrays()) - before
         del naive
-    print("live device bytes while streaming:", peaks, "stacked pool:", stacked, "model:", model_bytes)
+    print("live device bytes while streaming:", peaks, "soft:", soft_peaks, "stacked pool:", stacked, "model:", model_bytes)
     assert 0 < peaks[16] <= 1.1 * peaks[4] and peaks[8] <= 1.1 * peaks[4]
     assert peaks[16] < 6 * model_bytes  # theta, gradient, best vertex and a few per-step buffers
+    # soft: the iterate, the task gradients and one pick per target task, whatever the pool size
+    assert 0 < soft_peaks[16] <= 1.1 * soft_peaks[4] and soft_peaks[16] < 6 * model_bytes
     assert stacked[16] >= 3.5 * stacked[4] and stacked[16] >= 16 * model_bytes
 
 
