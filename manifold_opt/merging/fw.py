@@ -147,7 +147,7 @@ def fw_merge(pretrained, candidates, loss_fn: Callable, proxy_data, *, mode: str
     if mode == "soft":
         if granularity != "task":
             raise ValueError("fw_merge: mode='soft' picks whole candidates per target task; granularity must be 'task'")
-        objective = soft_objective or functools.partial(_summed_loss, loss_fn)
+        objective = soft_objective or _summed_loss(loss_fn)
         check_soft_options("fw_merge", objective, soft_steps, soft_learning_rate, soft_init, prefix="soft_")
         return _soft(pretrained, candidates, n, loss_fn, proxy_data, relevance, int(iterations), objective,
                      proxy_data if soft_objective is None else soft_data, soft_steps, soft_learning_rate, soft_init)
@@ -157,8 +157,11 @@ def fw_merge(pretrained, candidates, loss_fn: Callable, proxy_data, *, mode: str
                  float(init_scaling), float(step_size) * float(scaling))
 
 
-def _summed_loss(loss_fn, params, proxy_data):
-    return sum(loss_fn(params, d) for d in proxy_data)
+@functools.lru_cache(maxsize=None)
+def _summed_loss(loss_fn):
+    """objective(params, proxy_data) = sum_k loss_fn(params, proxy_data[k]), one object per loss_fn
+    (a static argument of the jitted coefficient fit, so repeated calls reuse its compilation)."""
+    return lambda params, proxy_data: sum(loss_fn(params, d) for d in proxy_data)
 
 
 def _hard(pretrained, candidates, n, loss_fn, proxy_data, granularity, relevance, iterations, init_scaling,
