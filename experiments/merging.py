@@ -283,9 +283,10 @@ def pretraining_set(train, mix: float, seed: int):
 
 
 def build_pool(config, seed: int, path: str) -> dict:
-    """Pretrained body, head, the MAX_POOL candidate bodies (stacked) and their Gram trees,
-    saved to `path` (an .npz under the config hash) and read back on a rerun."""
+    """Pretrained body, head, the first max(config.pool_sizes) candidate bodies (stacked) and their
+    Gram trees, saved to `path` (an .npz under the config hash) and read back on a rerun."""
     dtype = jnp.dtype(config.dtype)
+    size = max(config.pool_sizes)
     body, head = init_params(jax.random.key(seed), config.hidden, dtype)
     if os.path.exists(path):
         with np.load(path) as saved:
@@ -294,7 +295,7 @@ def build_pool(config, seed: int, path: str) -> dict:
         train, _, _ = splits(config, seed)
         x, y = pretraining_set(train, config.pretrain_mix, seed)
         body, head = pretrain(body, head, x, y, config.pretrain_steps, config.learning_rate)
-        data = [candidate_data(spec, train["x"], train["y"], seed, i) for i, spec in enumerate(CANDIDATES)]
+        data = [candidate_data(spec, train["x"], train["y"], seed, i) for i, spec in enumerate(CANDIDATES[:size])]
         xs, ys = np.stack([d[0] for d in data]), np.stack([d[1] for d in data])
         stacked = finetune_pool(body, head, xs, ys, config.finetune_steps, config.learning_rate)
         stacked = rescale_to_experts(jax.device_get(body), jax.device_get(stacked), len(TARGETS))
@@ -307,9 +308,9 @@ def build_pool(config, seed: int, path: str) -> dict:
     like = {"body": body, "head": head, "pool": body, "grams": {n: {"kernel": 0} for n in ("layer1", "layer2")}}
     paths = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_leaves_with_path(like)]
     tree = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), [jnp.asarray(flat[p]) for p in paths])
-    pool = [jax.tree.map(lambda a, i=i: a[i], tree["pool"]) for i in range(MAX_POOL)]
+    pool = [jax.tree.map(lambda a, i=i: a[i], tree["pool"]) for i in range(size)]
     grams = [{n: {"kernel": tree["grams"][n]["kernel"][i], "bias": None} for n in ("layer1", "layer2")}
-             for i in range(MAX_POOL)]
+             for i in range(size)]
     return {"body": tree["body"], "head": tree["head"], "pool": pool, "grams": grams}
 
 
