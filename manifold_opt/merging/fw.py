@@ -33,7 +33,8 @@ Soft mode (the paper's Soft FW), from theta_0 = theta_pre, iteration t:
      theta_{t+1} = theta_t + sum_k lambda_{l,k} (s_k - theta_t) for each leaf l, the coefficients
      fitted by Adam on `soft_objective(params, soft_data)` (e.g. the prediction entropy on
      unlabelled batches; by default the proxy loss), started at `soft_init` (0.3) at t = 0 and
-     at 0 afterwards (the paper's code: 1e-8), so later iterations refine the iterate.
+     at `soft_later_init` afterwards (0: the official config's 1e-8; its ViT command uses 1e-2
+     with 5 iterations), so later iterations refine the iterate.
 The candidates picked over the iterations accumulate in theta_t, an affine combination of
 theta_pre and every candidate picked so far (`weights`). Memory: one candidate for the LMO, then
 the picks (at most one per target task) for the soft merge, never the pool.
@@ -123,7 +124,7 @@ def fw_merge(pretrained, candidates, loss_fn: Callable, proxy_data, *, mode: str
              init_scaling: float = 0.3, step_size: float = 0.1, scaling: float = 0.3,
              soft_objective: Callable | None = None,
              soft_data=None, soft_steps: int = 500, soft_learning_rate: float = 1e-3,
-             soft_init: float = 0.3) -> FWMergeResult:
+             soft_init: float = 0.3, soft_later_init: float = 0.0) -> FWMergeResult:
     """Merge `candidates` (a sequence of pytrees like `pretrained`, streamed) by FW-Merging.
 
     `loss_fn(params, data) -> scalar` is evaluated on each element of `proxy_data` (a sequence,
@@ -149,8 +150,10 @@ def fw_merge(pretrained, candidates, loss_fn: Callable, proxy_data, *, mode: str
             raise ValueError("fw_merge: mode='soft' picks whole candidates per target task; granularity must be 'task'")
         objective = soft_objective or _summed_loss(loss_fn)
         check_soft_options("fw_merge", objective, soft_steps, soft_learning_rate, soft_init, prefix="soft_")
+        _check("soft_later_init", soft_later_init, (int, float), np.isfinite, "a finite number")
         return _soft(pretrained, candidates, n, loss_fn, proxy_data, relevance, int(iterations), objective,
-                     proxy_data if soft_objective is None else soft_data, soft_steps, soft_learning_rate, soft_init)
+                     proxy_data if soft_objective is None else soft_data, soft_steps, soft_learning_rate,
+                     (float(soft_init), float(soft_later_init)))
     for name, value in (("init_scaling", init_scaling), ("step_size", step_size), ("scaling", scaling)):
         _check(name, value, (int, float), np.isfinite, "a finite number")
     return _hard(pretrained, candidates, n, loss_fn, proxy_data, granularity, relevance, int(iterations),
@@ -202,7 +205,7 @@ def _distinct_picks(scores: np.ndarray) -> list[int]:
 
 
 def _soft(pretrained, candidates, n, loss_fn, proxy_data, relevance, iterations, objective, data, steps,
-          learning_rate, init):
+          learning_rate, inits):
     theta = pretrained
     num_leaves = len(jax.tree_util.tree_leaves(pretrained))
     weights = np.zeros((num_leaves, n + 1))
@@ -220,7 +223,7 @@ def _soft(pretrained, candidates, n, loss_fn, proxy_data, relevance, iterations,
         gaps.append(offset - inners.sum(1).min())
         losses.append(float(sum(values)))
         fitted = soft_merge("fw_merge", theta, candidates, list(selected[t]), objective, data, steps=steps,
-                            learning_rate=learning_rate, init=init if t == 0 else 0.0)
+                            learning_rate=learning_rate, init=inits[t > 0])
         coefficients = np.asarray(fitted.coefficients, np.float64)  # (num_leaves, picks)
         weights *= (1.0 - coefficients.sum(1))[:, None]
         weights[:, selected[t] + 1] += coefficients

@@ -127,7 +127,7 @@ def test_soft_iterations_pick_up_the_candidate_a_single_pick_at_theta_pre_misses
         np.testing.assert_allclose(got, want, atol=1e-10)
 
 
-def reference_soft_fw(pretrained, candidates, targets, iterations, steps, learning_rate, init):
+def reference_soft_fw(pretrained, candidates, targets, iterations, steps, learning_rate, init, later_init):
     """Soft FW for loss_fn written out with loops: per-task gradients theta - target_k, relevance
     sum_l cos(g_kl, c_il - p_l) with distinct picks, the gap max_i <g, theta - c_i>, and Adam
     (optax defaults) on the per-leaf coefficients of sum_k 0.5 ||theta + D_l lambda_l - t_kl||^2."""
@@ -151,7 +151,7 @@ def reference_soft_fw(pretrained, candidates, targets, iterations, steps, learni
         total = [sum(g[l] for g in grads) for l in leaves]
         gaps.append(max(sum(total[l] @ (theta[l] - c[l]) for l in leaves) for c in cands))
         directions = [np.stack([cands[i][l] - theta[l] for i in picks], 1) for l in leaves]
-        lam = np.full((len(pre), len(picks)), init if t == 0 else 0.0)
+        lam = np.full((len(pre), len(picks)), init if t == 0 else later_init)
         m, v = np.zeros_like(lam), np.zeros_like(lam)
         for step in range(1, steps + 1):
             grad = np.stack([directions[l].T @ sum(theta[l] + directions[l] @ lam[l] - tk[l] for tk in tgts)
@@ -169,8 +169,8 @@ def test_soft_iterations_match_a_loop_reference():
     # the third task's best candidate is the first task's own: it must take its second best (6)
     targets = targets[:2] + [jax.tree.map(lambda a, b: 0.7 * a + 0.3 * b, candidates[1], candidates[6])]
     result = merging.fw_merge(pretrained, candidates, loss_fn, targets, mode="soft", iterations=2, soft_steps=25,
-                              soft_learning_rate=0.05, soft_init=0.2)
-    theta, picks, gaps, losses = reference_soft_fw(pretrained, candidates, targets, 2, 25, 0.05, 0.2)
+                              soft_learning_rate=0.05, soft_init=0.2, soft_later_init=0.01)
+    theta, picks, gaps, losses = reference_soft_fw(pretrained, candidates, targets, 2, 25, 0.05, 0.2, 0.01)
     np.testing.assert_array_equal(result.selected, picks)
     np.testing.assert_array_equal(result.selected[0], [1, 4, 6])
     np.testing.assert_allclose(result.gaps, gaps, rtol=1e-10)
@@ -240,5 +240,7 @@ def test_bad_inputs_name_the_argument():
         merging.fw_merge(pretrained, candidates, loss_fn, targets, mode="soft", granularity="layer")
     with pytest.raises(ValueError, match="fw_merge: soft_steps"):
         merging.fw_merge(pretrained, candidates, loss_fn, targets, mode="soft", soft_steps=0)
+    with pytest.raises(ValueError, match="fw_merge: soft_later_init"):
+        merging.fw_merge(pretrained, candidates, loss_fn, targets, mode="soft", soft_later_init=float("nan"))
     with pytest.raises(TypeError, match="fw_merge: proxy_data"):
         merging.fw_merge(pretrained, candidates, loss_fn, targets[0])
