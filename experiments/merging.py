@@ -22,7 +22,8 @@ test cannot reject it.
 Arms are `<method>@<pool size>`. Each tuned method's grid (`config.grids`) is searched per pool
 size on the *selection* split: the mean accuracy on the labelled proxy of the 4 target tasks,
 the same proxy FW-Merging uses; a choice at a grid edge extends the grid. FW-hard and FW-soft run
-at the paper's defaults (`fw_*`, `soft_*`), both for `fw_iterations` Frank-Wolfe iterations.
+at the official code's settings (`fw_*`, `soft_*`; configs/merging.py names the sources), FW-hard
+for `fw_iterations` and FW-soft for `soft_iterations` Frank-Wolfe iterations.
 AdaMerging and FW-soft minimize the prediction entropy on the unlabelled test inputs (as
 AdaMerging does). *Report*: test accuracy averaged
 over the 4 targets (FusionBench's average) and per target, on paired seeds (seed s: the same
@@ -100,8 +101,9 @@ def validate(config) -> None:
     """ValueError naming the key of the first bad merging value."""
     checks.check_common(config)
     for key in ("hidden", "pretrain_steps", "finetune_steps", "proxy_per_task", "gram_samples", "fw_iterations",
-                "soft_steps"):
+                "soft_iterations", "soft_steps"):
         checks.check_int(config, key)
+    checks.check_option(config, "fw_granularity", ("task", "layer"))
     sizes = tuple(config.pool_sizes)
     if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or not len(TARGETS) <= s <= MAX_POOL
                         for s in sizes) or len(set(sizes)) != len(sizes):
@@ -114,6 +116,8 @@ def validate(config) -> None:
     checks.check_option(config, "dtype", ("float32", "float64"))
     for key in ("learning_rate", "soft_learning_rate", "fw_step_size", "fw_scaling"):
         checks.check_positive_float(config, key)
+    if not 0.0 <= config.soft_later_init < 1.0:
+        raise ValueError(f"config.soft_later_init: expected a number in [0, 1), got {config.soft_later_init!r}")
     if not 0.0 <= config.pretrain_mix <= 1.0:
         raise ValueError(f"config.pretrain_mix: expected a number in [0, 1], got {config.pretrain_mix!r}")
     if not 0.0 < config.test_fraction < 1.0:
@@ -350,15 +354,16 @@ def merge(method: str, settings: dict, config, seed_data: dict, n: int, key):
     names = [spec[1] for spec in CANDIDATES]
     proxy = seed_data["proxy"]
     if method == "fw_hard":
-        result = m.fw_merge(body, pool, cross_entropy, proxy, iterations=config.fw_iterations,
-                            init_scaling=config.fw_init_scaling, step_size=config.fw_step_size,
-                            scaling=config.fw_scaling)
-        picks = result.selected[:, :1]  # task granularity: one candidate per iteration
+        result = m.fw_merge(body, pool, cross_entropy, proxy, granularity=config.fw_granularity,
+                            iterations=config.fw_iterations, init_scaling=config.fw_init_scaling,
+                            step_size=config.fw_step_size, scaling=config.fw_scaling)
+        layer = config.fw_granularity == "layer"
+        picks = result.selected if layer else result.selected[:, :1]  # per leaf, or one candidate per iteration
     else:
-        result = m.fw_merge(body, pool, cross_entropy, proxy, mode="soft", iterations=config.fw_iterations,
+        result = m.fw_merge(body, pool, cross_entropy, proxy, mode="soft", iterations=config.soft_iterations,
                             soft_objective=entropy_objective, soft_data=seed_data["unlabelled"],
                             soft_steps=config.soft_steps, soft_learning_rate=config.soft_learning_rate,
-                            soft_init=config.soft_init)
+                            soft_init=config.soft_init, soft_later_init=config.soft_later_init)
         picks = result.selected  # one candidate per target task and iteration
     return result.params, {"iterations": len(result.gaps), "gaps": result.gaps.tolist(),
                            "proxy_losses": result.losses.tolist(),
@@ -468,7 +473,7 @@ def tables(config, results) -> str:
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {100 * metrics['accuracy']['mean']:.1f} |")
     if results["fw"]:
         lines += ["", "#### FW-Merging diagnostics (per seed: iterations, FW gap first -> last, proxy loss first -> last, "
-                  "candidates picked over the iterations with counts)", ""]
+                  "candidates picked over the iterations with counts: per leaf for a layer-wise LMO)", ""]
         for arm, per_seed in results["fw"].items():
             for seed, d in per_seed.items():
                 counts = collections.Counter(p for row in d["picked"] for p in row)

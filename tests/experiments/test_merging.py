@@ -41,14 +41,16 @@ def test_quick_run_writes_protocol_results_and_caches_by_config_hash(tmp_path, m
     assert [c["text"] for c in results["claims"]] == list(config.claims)
     for claim in results["claims"]:
         assert claim["verdict"] in protocol.VERDICTS and len(claim["difference_ci95"]) == 2
-    # FW-Merging actually iterates (config.fw_iterations LMO steps, a gap and a proxy loss per step) and says what
-    # it picked: hard one candidate per iteration, soft one per target task and iteration
+    # FW-Merging actually iterates (an LMO step, a gap and a proxy loss per iteration) and says what it picked:
+    # hard one candidate per leaf (layer-wise LMO, 4 leaves) per iteration, soft one per target task and iteration
     names = {spec[1] for spec in merging.CANDIDATES}
+    assert config.fw_granularity == "layer"
     for seed in map(str, config.seeds):
-        for arm, picks in (("fw_hard@8", 1), ("fw_soft@8", len(merging.TARGETS))):
+        for arm, iterations, picks in (("fw_hard@8", config.fw_iterations, 4),
+                                       ("fw_soft@8", config.soft_iterations, len(merging.TARGETS))):
             fw = results["fw"][arm][seed]
-            assert fw["iterations"] == config.fw_iterations == len(fw["gaps"]) == len(fw["proxy_losses"]) - 1
-            assert [len(row) for row in fw["picked"]] == [picks] * config.fw_iterations
+            assert fw["iterations"] == iterations == len(fw["gaps"]) == len(fw["proxy_losses"]) - 1
+            assert [len(row) for row in fw["picked"]] == [picks] * iterations
             assert {p for row in fw["picked"] for p in row} <= names
             assert all(np.isfinite(fw["gaps"])) and all(np.isfinite(fw["proxy_losses"]))
     # merged from the pool: the pretrained row equals the pretrained body at every pool size; FW-soft at 4
@@ -127,7 +129,8 @@ def test_candidate_data_kinds():
 @pytest.mark.parametrize(
     "values, key",
     [(dict(pool_sizes=(2,)), "config.pool_sizes"), (dict(methods=("soup",)), "config.methods"),
-     (dict(methods=("tsv",)), "config.grids"), (dict(test_fraction=1.5), "config.test_fraction")],
+     (dict(methods=("tsv",)), "config.grids"), (dict(test_fraction=1.5), "config.test_fraction"),
+     (dict(fw_granularity="row"), "config.fw_granularity")],
 )
 def test_validate_names_the_bad_key(values, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
