@@ -4,7 +4,9 @@ Optimization", arXiv 2503.12649): merging as Frank-Wolfe over the convex hull of
     min_theta  L(theta) = sum_k loss_fn(theta, proxy_data[k])   over conv{theta_1, ..., theta_n},
 
 with L the loss of the merged model on a small labelled proxy set of each target task. Defaults
-are the paper's (its official vision code, FusionBench fw_hard / fw_soft): 10 iterations.
+are the official code's configs (hmarkc/fusion_bench fw_hard.yaml / fw_soft.yaml: 10 iterations,
+step 0.1, scale 0.3, task granularity); its published commands vary them (e.g. the ViT Soft FW
+runs: 5 iterations, later coefficient starts 1e-2; the GLUE Hard FW runs: layer-wise, 0.29).
 
 Relevance of candidate i to a gradient g: r_i = sum_l cos(g_l, tau_{i,l}) over the leaves l, with
 task vectors tau_i = theta_i - theta_pre (relevance="checkpoint": cos(g_l, theta_{i,l}), as the
