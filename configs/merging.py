@@ -1,6 +1,6 @@
 """Model merging on scikit-learn's digits on the fair-comparison protocol: 4 target experts plus hard
 distractors (pools of 4, 8, 16, 32), every baseline tuned per pool size on the labelled proxy,
-FW-Merging hard and soft at the paper's defaults.
+FW-Merging hard and soft at the official code's published settings.
 
     python -m experiments.run --config configs/merging.py --workdir /tmp/merging
 """
