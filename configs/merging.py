@@ -55,6 +55,8 @@ def get_config() -> ml_collections.ConfigDict:
     # of the official FusionBench fork (hmarkc/fusion_bench README: fw_soft, max_iters 5, ada_iters 500,
     # ada_coeff 1e-2, init_weight base, task granularity): 5 iterations from theta_pre, AdaMerging coefficients
     # started at 0.3, then at 0.01, Adam 1e-3 for 500 steps each.
+    # Both rank candidates as the official code does, by sum_l cos(g_l, theta_{i,l}) against the checkpoints.
+    c.fw_relevance = "checkpoint"
     c.fw_iterations = 10
     c.fw_granularity = "layer"
     c.fw_init_scaling = 0.29

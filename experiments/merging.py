@@ -104,6 +104,7 @@ def validate(config) -> None:
                 "soft_iterations", "soft_steps"):
         checks.check_int(config, key)
     checks.check_option(config, "fw_granularity", ("task", "layer"))
+    checks.check_option(config, "fw_relevance", ("task_vector", "checkpoint"))
     sizes = tuple(config.pool_sizes)
     if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or not len(TARGETS) <= s <= MAX_POOL
                         for s in sizes) or len(set(sizes)) != len(sizes):
@@ -355,15 +356,17 @@ def merge(method: str, settings: dict, config, seed_data: dict, n: int, key):
     proxy = seed_data["proxy"]
     if method == "fw_hard":
         result = m.fw_merge(body, pool, cross_entropy, proxy, granularity=config.fw_granularity,
-                            iterations=config.fw_iterations, init_scaling=config.fw_init_scaling,
-                            step_size=config.fw_step_size, scaling=config.fw_scaling)
+                            relevance=config.fw_relevance, iterations=config.fw_iterations,
+                            init_scaling=config.fw_init_scaling, step_size=config.fw_step_size,
+                            scaling=config.fw_scaling)
         layer = config.fw_granularity == "layer"
         picks = result.selected if layer else result.selected[:, :1]  # per leaf, or one candidate per iteration
     else:
-        result = m.fw_merge(body, pool, cross_entropy, proxy, mode="soft", iterations=config.soft_iterations,
-                            soft_objective=entropy_objective, soft_data=seed_data["unlabelled"],
-                            soft_steps=config.soft_steps, soft_learning_rate=config.soft_learning_rate,
-                            soft_init=config.soft_init, soft_later_init=config.soft_later_init)
+        result = m.fw_merge(body, pool, cross_entropy, proxy, mode="soft", relevance=config.fw_relevance,
+                            iterations=config.soft_iterations, soft_objective=entropy_objective,
+                            soft_data=seed_data["unlabelled"], soft_steps=config.soft_steps,
+                            soft_learning_rate=config.soft_learning_rate, soft_init=config.soft_init,
+                            soft_later_init=config.soft_later_init)
         picks = result.selected  # one candidate per target task and iteration
     return result.params, {"iterations": len(result.gaps), "gaps": result.gaps.tolist(),
                            "proxy_losses": result.losses.tolist(),

@@ -130,7 +130,7 @@ def test_candidate_data_kinds():
     "values, key",
     [(dict(pool_sizes=(2,)), "config.pool_sizes"), (dict(methods=("soup",)), "config.methods"),
      (dict(methods=("tsv",)), "config.grids"), (dict(test_fraction=1.5), "config.test_fraction"),
-     (dict(fw_granularity="row"), "config.fw_granularity")],
+     (dict(fw_granularity="row"), "config.fw_granularity"), (dict(fw_relevance="norm"), "config.fw_relevance")],
 )
 def test_validate_names_the_bad_key(values, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
