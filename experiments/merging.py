@@ -22,18 +22,21 @@ test cannot reject it.
 Arms are `<method>@<pool size>`. Each tuned method's grid (`config.grids`) is searched per pool
 size on the *selection* split: the mean accuracy on the labelled proxy of the 4 target tasks,
 the same proxy FW-Merging uses; a choice at a grid edge extends the grid. FW-hard and FW-soft run
-at the paper's defaults (`fw_*`, `soft_*`). AdaMerging and FW-soft minimize the prediction
-entropy on the unlabelled test inputs (as AdaMerging does). *Report*: test accuracy averaged
+at the official code's settings (`fw_*`, `soft_*`; configs/merging.py names the sources), FW-hard
+for `fw_iterations` and FW-soft for `soft_iterations` Frank-Wolfe iterations.
+AdaMerging and FW-soft minimize the prediction entropy on the unlabelled test inputs (as
+AdaMerging does). *Report*: test accuracy averaged
 over the 4 targets (FusionBench's average) and per target, on paired seeds (seed s: the same
 data split, pretraining and pool for every arm). The claims in `config.claims` are judged by the
-protocol; FW diagnostics (iterations, FW gaps, which candidates each picked) go to results.json
-under "fw".
+protocol; FW diagnostics (per iteration: the FW gap, the proxy loss and the candidates picked)
+go to results.json under "fw".
 
 Every cache lives under workdir/protocol/<config hash>/ (the protocol's run results and this
 module's pools), so a changed hyperparameter never reuses numbers or pools.
 """
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -98,8 +101,10 @@ def validate(config) -> None:
     """ValueError naming the key of the first bad merging value."""
     checks.check_common(config)
     for key in ("hidden", "pretrain_steps", "finetune_steps", "proxy_per_task", "gram_samples", "fw_iterations",
-                "soft_steps"):
+                "soft_iterations", "soft_steps"):
         checks.check_int(config, key)
+    checks.check_option(config, "fw_granularity", ("task", "layer"))
+    checks.check_option(config, "fw_relevance", ("task_vector", "checkpoint"))
     sizes = tuple(config.pool_sizes)
     if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or not len(TARGETS) <= s <= MAX_POOL
                         for s in sizes) or len(set(sizes)) != len(sizes):
@@ -112,6 +117,8 @@ def validate(config) -> None:
     checks.check_option(config, "dtype", ("float32", "float64"))
     for key in ("learning_rate", "soft_learning_rate", "fw_step_size", "fw_scaling"):
         checks.check_positive_float(config, key)
+    if not 0.0 <= config.soft_later_init < 1.0:
+        raise ValueError(f"config.soft_later_init: expected a number in [0, 1), got {config.soft_later_init!r}")
     if not 0.0 <= config.pretrain_mix <= 1.0:
         raise ValueError(f"config.pretrain_mix: expected a number in [0, 1], got {config.pretrain_mix!r}")
     if not 0.0 < config.test_fraction < 1.0:
@@ -281,9 +288,10 @@ def pretraining_set(train, mix: float, seed: int):
 
 
 def build_pool(config, seed: int, path: str) -> dict:
-    """Pretrained body, head, the MAX_POOL candidate bodies (stacked) and their Gram trees,
-    saved to `path` (an .npz under the config hash) and read back on a rerun."""
+    """Pretrained body, head, the first max(config.pool_sizes) candidate bodies (stacked) and their
+    Gram trees, saved to `path` (an .npz under the config hash) and read back on a rerun."""
     dtype = jnp.dtype(config.dtype)
+    size = max(config.pool_sizes)
     body, head = init_params(jax.random.key(seed), config.hidden, dtype)
     if os.path.exists(path):
         with np.load(path) as saved:
@@ -292,7 +300,7 @@ def build_pool(config, seed: int, path: str) -> dict:
         train, _, _ = splits(config, seed)
         x, y = pretraining_set(train, config.pretrain_mix, seed)
         body, head = pretrain(body, head, x, y, config.pretrain_steps, config.learning_rate)
-        data = [candidate_data(spec, train["x"], train["y"], seed, i) for i, spec in enumerate(CANDIDATES)]
+        data = [candidate_data(spec, train["x"], train["y"], seed, i) for i, spec in enumerate(CANDIDATES[:size])]
         xs, ys = np.stack([d[0] for d in data]), np.stack([d[1] for d in data])
         stacked = finetune_pool(body, head, xs, ys, config.finetune_steps, config.learning_rate)
         stacked = rescale_to_experts(jax.device_get(body), jax.device_get(stacked), len(TARGETS))
@@ -305,9 +313,9 @@ def build_pool(config, seed: int, path: str) -> dict:
     like = {"body": body, "head": head, "pool": body, "grams": {n: {"kernel": 0} for n in ("layer1", "layer2")}}
     paths = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_leaves_with_path(like)]
     tree = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), [jnp.asarray(flat[p]) for p in paths])
-    pool = [jax.tree.map(lambda a, i=i: a[i], tree["pool"]) for i in range(MAX_POOL)]
+    pool = [jax.tree.map(lambda a, i=i: a[i], tree["pool"]) for i in range(size)]
     grams = [{n: {"kernel": tree["grams"][n]["kernel"][i], "bias": None} for n in ("layer1", "layer2")}
-             for i in range(MAX_POOL)]
+             for i in range(size)]
     return {"body": tree["body"], "head": tree["head"], "pool": pool, "grams": grams}
 
 
@@ -347,17 +355,22 @@ def merge(method: str, settings: dict, config, seed_data: dict, n: int, key):
     names = [spec[1] for spec in CANDIDATES]
     proxy = seed_data["proxy"]
     if method == "fw_hard":
-        result = m.fw_merge(body, pool, cross_entropy, proxy, iterations=config.fw_iterations,
+        result = m.fw_merge(body, pool, cross_entropy, proxy, granularity=config.fw_granularity,
+                            relevance=config.fw_relevance, iterations=config.fw_iterations,
                             init_scaling=config.fw_init_scaling, step_size=config.fw_step_size,
                             scaling=config.fw_scaling)
-        picked = [names[i] for i in result.selected[:, 0]]  # task granularity: one candidate per iteration
-        return result.params, {"iterations": len(result.gaps), "gaps": result.gaps.tolist(),
-                               "proxy_losses": result.losses.tolist(), "picked": picked}
-    result = m.fw_merge(body, pool, cross_entropy, proxy, mode="soft", soft_objective=entropy_objective,
-                        soft_data=seed_data["unlabelled"], soft_steps=config.soft_steps,
-                        soft_learning_rate=config.soft_learning_rate, soft_init=config.soft_init)
-    # The soft mode is one LMO pass at theta_pre (one pick per target task), then AdaMerging over the picks.
-    return result.params, {"iterations": 1, "gaps": [], "picked": [names[i] for i in result.selected]}
+        layer = config.fw_granularity == "layer"
+        picks = result.selected if layer else result.selected[:, :1]  # per leaf, or one candidate per iteration
+    else:
+        result = m.fw_merge(body, pool, cross_entropy, proxy, mode="soft", relevance=config.fw_relevance,
+                            iterations=config.soft_iterations, soft_objective=entropy_objective,
+                            soft_data=seed_data["unlabelled"], soft_steps=config.soft_steps,
+                            soft_learning_rate=config.soft_learning_rate, soft_init=config.soft_init,
+                            soft_later_init=config.soft_later_init)
+        picks = result.selected  # one candidate per target task and iteration
+    return result.params, {"iterations": len(result.gaps), "gaps": result.gaps.tolist(),
+                           "proxy_losses": result.losses.tolist(),
+                           "picked": [[names[i] for i in row] for row in picks]}
 
 
 def is_relevant(name: str) -> bool:
@@ -394,9 +407,8 @@ class Experiment:
         test = np.asarray(accuracies(merged, head, data["test_x"], data["test_y"]), np.float64)
         report = {"accuracy": float(test.mean()), **{f"accuracy/{t}": float(a) for t, a in zip(TARGETS, test)}}
         if diagnostics is not None:
-            report["relevant_picks"] = float(np.mean([is_relevant(p) for p in diagnostics["picked"]]))
-            if diagnostics["gaps"]:
-                report["fw_gap"] = float(diagnostics["gaps"][-1])
+            report["relevant_picks"] = float(np.mean([is_relevant(p) for row in diagnostics["picked"] for p in row]))
+            report["fw_gap"] = float(diagnostics["gaps"][-1])
             os.makedirs(rundir, exist_ok=True)
             with open(os.path.join(rundir, "fw.json"), "w") as f:
                 json.dump(diagnostics, f)
@@ -463,11 +475,15 @@ def tables(config, results) -> str:
         cells = [f"{100 * metrics[f'accuracy/{t}']['mean']:.1f}" for t in TARGETS]
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {100 * metrics['accuracy']['mean']:.1f} |")
     if results["fw"]:
-        lines += ["", "#### FW-Merging diagnostics (per seed: iterations, final FW gap, candidates picked)", ""]
+        lines += ["", "#### FW-Merging diagnostics (per seed: iterations, FW gap first -> last, proxy loss first -> last, "
+                  "candidates picked over the iterations with counts: per leaf for a layer-wise LMO)", ""]
         for arm, per_seed in results["fw"].items():
             for seed, d in per_seed.items():
-                gap = f", final gap {d['gaps'][-1]:.3g}" if d["gaps"] else ""
-                lines.append(f"- {arm} seed {seed}: {d['iterations']} iteration(s){gap}; picked {', '.join(d['picked'])}")
+                counts = collections.Counter(p for row in d["picked"] for p in row)
+                picked = ", ".join(f"{name} x{count}" for name, count in counts.most_common())
+                lines.append(f"- {arm} seed {seed}: {d['iterations']} iterations, gap {d['gaps'][0]:.3g} -> "
+                             f"{d['gaps'][-1]:.3g}, loss {d['proxy_losses'][0]:.3g} -> {d['proxy_losses'][-1]:.3g}; "
+                             f"picked {picked}")
     return "\n".join(lines) + "\n"
 
 

@@ -1,30 +1,45 @@
-"""FW-Merging (Chen et al. 2025): merging as Frank-Wolfe over the convex hull of the candidates.
+"""FW-Merging (Chen et al. 2025, "FW-Merging: Scaling Model Merging with Frank-Wolfe
+Optimization", arXiv 2503.12649): merging as Frank-Wolfe over the convex hull of the candidates,
 
-    min_theta  L(theta) = sum_k loss_fn(theta, proxy_data[k])   over conv{theta_1, ..., theta_n}
+    min_theta  L(theta) = sum_k loss_fn(theta, proxy_data[k])   over conv{theta_1, ..., theta_n},
 
-with L the loss of the merged model on a small labelled proxy set of each target task.
+with L the loss of the merged model on a small labelled proxy set of each target task. Defaults
+are the official code's configs (hmarkc/fusion_bench fw_hard.yaml / fw_soft.yaml: 10 iterations,
+step 0.1, scale 0.3, task granularity); its published commands vary them (e.g. the ViT Soft FW
+runs: 5 iterations, later coefficient starts 1e-2; the GLUE Hard FW runs: layer-wise, 0.29).
+
+Relevance of candidate i to a gradient g: r_i = sum_l cos(g_l, tau_{i,l}) over the leaves l, with
+task vectors tau_i = theta_i - theta_pre (relevance="checkpoint": cos(g_l, theta_{i,l}), as the
+paper's code does). The linear minimization oracle (LMO) picks the candidate of lowest relevance.
+It is streamed: each candidate is read once per iteration and only the running best (hard) or
+the relevance scores (soft) are kept, so the LMO holds one candidate at a time whatever the pool
+size. Both modes report, per iteration t, the FW gap of the linear oracle over the candidates'
+hull, gap_t = max_i <g_t, theta_t - theta_i> with g_t = grad L(theta_t) (per leaf and summed for
+granularity "layer"), and the proxy loss L(theta_t).
 
 Hard mode, iteration t (t = 0, 1, ...):
   1. g = grad L(theta_t) (the merged model's gradient);
-  2. relevance of candidate i: r_i = sum_l cos(g_l, tau_{i,l}) over the leaves l, with task
-     vectors tau_i = theta_i - theta_pre (relevance="checkpoint": cos(g_l, theta_{i,l}), as the
-     paper's code does); the linear minimization oracle (LMO) picks
-     s = theta_{i*}, i* = argmin_i r_i ("task" granularity), or per leaf
+  2. the LMO picks s = theta_{i*}, i* = argmin_i r_i ("task" granularity), or per leaf
      s_l = theta_{i*_l, l}, i*_l = argmin_i cos(g_l, tau_{i,l}) ("layer" granularity);
   3. theta_{t+1} = theta_t + gamma_t (s - theta_t), gamma_t = 2 / (t + 2) * step_size * scaling
      (the paper's 2/(t+2) scaled by 0.1 * 0.3).
 theta_0 is task arithmetic theta_pre + init_scaling * sum_i tau_i (init_scaling = 0.3; 0 starts
-at theta_pre). The LMO is streamed: each candidate is read once per iteration, its relevance
-computed and the best one so far kept, so device memory holds theta_t, g, the running best s,
-theta_pre and one candidate, whatever the pool size. The reported FW gap is the duality gap of
-the linear oracle over the hull, max_i <g, theta_t - theta_i> (per leaf and summed for "layer").
-theta_t stays a convex combination of theta_0 and the candidates; `weights` tracks it.
+at theta_pre). theta_t stays a convex combination of theta_0 and the candidates (`weights`).
+(The paper's code also offers theta_0 itself to the LMO; here the LMO ranges over the candidates.)
 
-Soft mode: from theta_pre, for each target task k pick the candidate with the lowest relevance
-to grad loss_fn(theta_pre, proxy_data[k]) (one streamed pass for all tasks), then fit layer-wise
-coefficients over the picked candidates (`soft.soft_merge`, AdaMerging-style: Adam on
-`soft_objective(params, soft_data)`, e.g. prediction entropy on unlabelled batches; by default
-the proxy loss). Memory grows with the number of target tasks, not with the pool.
+Soft mode (the paper's Soft FW), from theta_0 = theta_pre, iteration t:
+  1. g_k = grad loss_fn(theta_t, proxy_data[k]) for each target task k;
+  2. the LMO picks, task by task, the candidate s_k of lowest relevance to g_k among those not
+     yet picked in this iteration (min(tasks, n) distinct picks, one streamed pass for all tasks);
+  3. the soft merge around the iterate, AdaMerging-style (`soft.soft_merge`):
+     theta_{t+1} = theta_t + sum_k lambda_{l,k} (s_k - theta_t) for each leaf l, the coefficients
+     fitted by Adam on `soft_objective(params, soft_data)` (e.g. the prediction entropy on
+     unlabelled batches; by default the proxy loss), started at `soft_init` (0.3) at t = 0 and
+     at `soft_later_init` afterwards (0: the official config's 1e-8; its ViT command uses 1e-2
+     with 5 iterations), so later iterations refine the iterate.
+The candidates picked over the iterations accumulate in theta_t, an affine combination of
+theta_pre and every candidate picked so far (`weights`). Memory: one candidate for the LMO, then
+the picks (at most one per target task) for the soft merge, never the pool.
 """
 from __future__ import annotations
 
@@ -49,9 +64,9 @@ RELEVANCES = ("task_vector", "checkpoint")
 class FWMergeResult(NamedTuple):
     params: Any  # the merged pytree
     weights: np.ndarray  # (num_leaves, n + 1): leaf l = sum_i weights[l, i] * vertex_i, vertex 0 = the start
-    selected: np.ndarray  # hard: (iterations, num_leaves) index picked per leaf; soft: (tasks,) per task
-    gaps: np.ndarray  # hard: the FW gap at theta_0 .. theta_{T-1}; soft: empty
-    losses: np.ndarray  # hard: the proxy loss at theta_0 .. theta_T; soft: the objective per Adam step
+    selected: np.ndarray  # hard: (iterations, num_leaves) index picked per leaf; soft: (iterations, picks) per task
+    gaps: np.ndarray  # (iterations,): the FW gap at theta_0 .. theta_{T-1}
+    losses: np.ndarray  # (iterations + 1,): the proxy loss L at theta_0 .. theta_T
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -84,17 +99,21 @@ def _lmo_step(best, vertex, grad, pretrained, candidate, granularity, relevance)
 
 
 @jax.jit
-def _step_toward(theta, vertex, gamma, grad, pretrained):
-    """(theta + gamma (s - theta), <g, theta - theta_pre>)."""
-    moved = jax.tree.map(lambda x, s: x + gamma.astype(x.dtype) * (s - x), theta, vertex)
-    offset = sum(jnp.vdot(g, x - p) for g, x, p in zip(*(jax.tree_util.tree_leaves(t) for t in (grad, theta, pretrained))))
-    return moved, offset
+def _offset(grad, theta, pretrained):
+    """<g, theta - theta_pre>, the iterate's term of the FW gap."""
+    return sum(jnp.vdot(g, x - p) for g, x, p in zip(*(jax.tree_util.tree_leaves(t) for t in (grad, theta, pretrained))))
+
+
+@jax.jit
+def _step_toward(theta, vertex, gamma):
+    """theta + gamma (s - theta)."""
+    return jax.tree.map(lambda x, s: x + gamma.astype(x.dtype) * (s - x), theta, vertex)
 
 
 @functools.partial(jax.jit, static_argnames="relevance")
 def _task_relevances(grads, pretrained, candidate, relevance):
-    """sum_l cos(g_{k,l}, v_l) for each task gradient k (grads stacked on a leading axis)."""
-    return jax.vmap(lambda g: jnp.sum(_cosines_and_inners(g, pretrained, candidate, relevance)[0]))(grads)
+    """(sum_l cos(g_{k,l}, v_l), <g_k, tau>) for each task gradient k (grads stacked on a leading axis)."""
+    return jax.vmap(lambda g: jax.tree.map(jnp.sum, _cosines_and_inners(g, pretrained, candidate, relevance)))(grads)
 
 
 def _check(name, value, kind, test, expected):
@@ -103,15 +122,16 @@ def _check(name, value, kind, test, expected):
 
 
 def fw_merge(pretrained, candidates, loss_fn: Callable, proxy_data, *, mode: str = "hard",
-             granularity: str = "task", relevance: str = "task_vector", iterations: int = 3,
+             granularity: str = "task", relevance: str = "task_vector", iterations: int = 10,
              init_scaling: float = 0.3, step_size: float = 0.1, scaling: float = 0.3,
              soft_objective: Callable | None = None,
              soft_data=None, soft_steps: int = 500, soft_learning_rate: float = 1e-3,
-             soft_init: float = 0.3) -> FWMergeResult:
+             soft_init: float = 0.3, soft_later_init: float = 0.0) -> FWMergeResult:
     """Merge `candidates` (a sequence of pytrees like `pretrained`, streamed) by FW-Merging.
 
     `loss_fn(params, data) -> scalar` is evaluated on each element of `proxy_data` (a sequence,
-    one labelled proxy set per target task) and summed. See the module docstring for the modes.
+    one labelled proxy set per target task) and summed. See the module docstring for the modes;
+    `init_scaling`, `step_size` and `scaling` are hard mode's, `soft_*` soft mode's.
     """
     n = check_candidates("fw_merge", candidates)
     if mode not in MODES:
@@ -125,23 +145,28 @@ def fw_merge(pretrained, candidates, loss_fn: Callable, proxy_data, *, mode: str
     if not isinstance(proxy_data, Sequence) or len(proxy_data) == 0:
         raise TypeError("fw_merge: proxy_data must be a non-empty sequence (list or tuple) of per-task data, "
                         f"got {type(proxy_data).__name__}")
+    _check("iterations", iterations, (int, np.integer), lambda v: v >= 1, "a positive int")
     proxy_data = tuple(proxy_data)
     if mode == "soft":
         if granularity != "task":
             raise ValueError("fw_merge: mode='soft' picks whole candidates per target task; granularity must be 'task'")
-        objective = soft_objective or functools.partial(_summed_loss, loss_fn)
+        objective = soft_objective or _summed_loss(loss_fn)
         check_soft_options("fw_merge", objective, soft_steps, soft_learning_rate, soft_init, prefix="soft_")
-        return _soft(pretrained, candidates, n, loss_fn, proxy_data, relevance, objective,
-                     proxy_data if soft_objective is None else soft_data, soft_steps, soft_learning_rate, soft_init)
-    _check("iterations", iterations, (int, np.integer), lambda v: v >= 1, "a positive int")
+        _check("soft_later_init", soft_later_init, (int, float), np.isfinite, "a finite number")
+        return _soft(pretrained, candidates, n, loss_fn, proxy_data, relevance, int(iterations), objective,
+                     proxy_data if soft_objective is None else soft_data, soft_steps, soft_learning_rate,
+                     (float(soft_init), float(soft_later_init)))
     for name, value in (("init_scaling", init_scaling), ("step_size", step_size), ("scaling", scaling)):
         _check(name, value, (int, float), np.isfinite, "a finite number")
     return _hard(pretrained, candidates, n, loss_fn, proxy_data, granularity, relevance, int(iterations),
                  float(init_scaling), float(step_size) * float(scaling))
 
 
-def _summed_loss(loss_fn, params, proxy_data):
-    return sum(loss_fn(params, d) for d in proxy_data)
+@functools.lru_cache(maxsize=None)
+def _summed_loss(loss_fn):
+    """objective(params, proxy_data) = sum_k loss_fn(params, proxy_data[k]), one object per loss_fn
+    (a static argument of the jitted coefficient fit, so repeated calls reuse its compilation)."""
+    return lambda params, proxy_data: sum(loss_fn(params, d) for d in proxy_data)
 
 
 def _hard(pretrained, candidates, n, loss_fn, proxy_data, granularity, relevance, iterations, init_scaling,
@@ -161,28 +186,49 @@ def _hard(pretrained, candidates, n, loss_fn, proxy_data, granularity, relevance
             best, vertex, better, inner = _lmo_step(best, vertex, grad, pretrained, candidate, granularity, relevance)
             better, inners[i] = jax.device_get((better, inner))
             selected[t, better] = i
-        gamma = float(fw_agnostic_schedule()(t)) * step_scale
-        theta, offset = _step_toward(theta, vertex, jnp.asarray(gamma), grad, pretrained)
         lmo = inners.sum(1).min() if granularity == "task" else inners.min(0).sum()
-        gaps.append(float(offset) - lmo)
+        gaps.append(float(_offset(grad, theta, pretrained)) - lmo)
         losses.append(float(loss))
+        gamma = float(fw_agnostic_schedule()(t)) * step_scale
+        theta = _step_toward(theta, vertex, jnp.asarray(gamma))
         weights *= 1.0 - gamma
         weights[np.arange(num_leaves), selected[t] + 1] += gamma
     losses.append(float(_proxy_value_and_grad(loss_fn, theta, proxy_data)[0]))
     return FWMergeResult(theta, weights, selected, np.asarray(gaps), np.asarray(losses))
 
 
-def _soft(pretrained, candidates, n, loss_fn, proxy_data, relevance, objective, data, steps, learning_rate, init):
-    grads = [_proxy_value_and_grad(loss_fn, pretrained, (d,))[1] for d in proxy_data]
-    grads = jax.tree.map(lambda *g: jnp.stack(g), *grads)
-    relevance = np.stack([jax.device_get(_task_relevances(grads, pretrained, c, relevance))
-                          for c in stream("fw_merge", pretrained, candidates)])  # (n, tasks)
-    picked = relevance.argmin(0)
-    chosen = list(dict.fromkeys(int(i) for i in picked))  # one per task, duplicates merged once
-    result = soft_merge("fw_merge", pretrained, candidates, chosen, objective, data, steps=steps,
-                        learning_rate=learning_rate, init=init)
-    coefficients = np.asarray(result.coefficients, np.float64)
-    weights = np.zeros((coefficients.shape[0], n + 1))
-    weights[:, np.asarray(chosen) + 1] = coefficients
-    weights[:, 0] = 1.0 - coefficients.sum(1)
-    return FWMergeResult(result.params, weights, picked, np.zeros(0), np.asarray(result.losses))
+def _distinct_picks(scores: np.ndarray) -> list[int]:
+    """Soft FW's picks from relevance scores (n candidates, tasks): task by task, the candidate of
+    lowest score among those not yet picked; min(tasks, n) picks."""
+    picks: list[int] = []
+    for column in scores.T[: scores.shape[0]]:
+        picks.append(int(np.argmin(np.where(np.isin(np.arange(len(column)), picks), np.inf, column))))
+    return picks
+
+
+def _soft(pretrained, candidates, n, loss_fn, proxy_data, relevance, iterations, objective, data, steps,
+          learning_rate, inits):
+    theta = pretrained
+    num_leaves = len(jax.tree_util.tree_leaves(pretrained))
+    weights = np.zeros((num_leaves, n + 1))
+    weights[:, 0] = 1.0
+    selected = np.zeros((iterations, min(len(proxy_data), n)), np.int64)
+    gaps, losses = [], []
+    for t in range(iterations):
+        values, grads = zip(*(_proxy_value_and_grad(loss_fn, theta, (d,)) for d in proxy_data))
+        stacked = jax.tree.map(lambda *g: jnp.stack(g), *grads)
+        scores, inners = (np.stack(x) for x in zip(*(
+            jax.device_get(_task_relevances(stacked, pretrained, c, relevance))
+            for c in stream("fw_merge", pretrained, candidates))))  # each (n, tasks)
+        selected[t] = _distinct_picks(scores)
+        offset = sum(float(_offset(g, theta, pretrained)) for g in grads)
+        gaps.append(offset - inners.sum(1).min())
+        losses.append(float(sum(values)))
+        fitted = soft_merge("fw_merge", theta, candidates, list(selected[t]), objective, data, steps=steps,
+                            learning_rate=learning_rate, init=inits[t > 0])
+        coefficients = np.asarray(fitted.coefficients, np.float64)  # (num_leaves, picks)
+        weights *= (1.0 - coefficients.sum(1))[:, None]
+        weights[:, selected[t] + 1] += coefficients
+        theta = fitted.params
+    losses.append(float(_proxy_value_and_grad(loss_fn, theta, proxy_data)[0]))
+    return FWMergeResult(theta, weights, selected, np.asarray(gaps), np.asarray(losses))

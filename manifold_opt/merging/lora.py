@@ -14,6 +14,10 @@ matrix is a @ b, a: (in, r), b: (r, out), the Flax kernel layout) and None elsew
 
 theta_pre + scaling * Delta at the adapted kernels. The factors of all tasks are held together
 (T rank-r pairs per layer, small next to the params).
+
+Not checked against the paper's full text (not reachable when written; no official code found):
+the squared Frobenius norms, the r x r Gram a_i^T a_j for the input factors, and the mean of the
+magnitudes / renormalized sum of the directions follow summaries of Sec. 3.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ lambda initialized to `init` (0.3) and trained by Adam (lr 1e-3, 500 steps) to m
 objective, usually the prediction entropy on unlabelled test batches (`prediction_entropy`).
 The coefficients need every merged task vector at once, so device memory grows with the
 number of merged candidates: `adamerging` merges the whole pool, `fw_merge(mode="soft")` only
-the few candidates its Frank-Wolfe relevance picked (one per target task).
+the candidates its Frank-Wolfe oracle picked in one iteration (one per target task).
 """
 from __future__ import annotations
 

@@ -14,7 +14,9 @@ With T candidates and r = min(m, n), each task keeps k = max(1, r // T) componen
   plus, per task, the top directions of tau_i with the common left space projected out
   (r - common split evenly); both bases orthogonalized by polar; isotropic spectrum mean(S).
 - DC-Merge (Zhang et al. 2026, arXiv 2603.06242, Sec. 3, and its official code): per-task
-  truncations (singular values optionally smoothed to their mean), a shared orthonormal cover
+  truncations with their singular values optionally smoothed at equal energy sum(s): "average"
+  to their mean, "linear" to a linear ramp s'_j = sum(s) w_j / sum(w), w = linspace(q, 1, k),
+  q = min(rho, s_1 / s_k) (the official LoRA code's choices; rho = 5), a shared orthonormal cover
   basis U_c = polar([U_1 .. U_T]), V_c = polar([V_1 .. V_T]), the projections M_i = U_c^T tau_i^k V_c,
   each trimmed to its top `density` entries, aggregated by TIES' elect + disjoint mean, masked
   to the block diagonal (block i holds task i's own directions), and projected back:
@@ -49,7 +51,21 @@ def _svd(x):
     return jnp.linalg.svd(x, full_matrices=False)
 
 
-def _task_factors(name, pretrained, finetuned, num_tasks, smooth=False):
+SMOOTHINGS = ("none", "average", "linear")
+
+
+def _smooth(s, smoothing, rho):
+    """DC-Merge's energy smoothing of the top-k singular values s (descending), sum(s) kept."""
+    if smoothing == "none":
+        return s
+    if smoothing == "average":
+        return jnp.full_like(s, jnp.mean(s))
+    ratio = jnp.minimum(rho, s[0] / jnp.where(s[-1] > 0, s[-1], jnp.finfo(s.dtype).tiny))
+    ramp = ratio + (1 - ratio) * jnp.linspace(0, 1, len(s), dtype=s.dtype)
+    return jnp.sum(s) * ramp / jnp.sum(ramp)
+
+
+def _task_factors(name, pretrained, finetuned, num_tasks, smoothing="none", rho=5.0):
     """Stream the task vectors: per 2-D leaf j the lists of truncated (U_ik, s_ik, V_ik^T), and the
     sum of each other leaf. Returns (factors: {j: [(u, s, vh), ...]}, sums: {j: array})."""
     leaves = jax.tree_util.tree_leaves(pretrained)
@@ -60,9 +76,7 @@ def _task_factors(name, pretrained, finetuned, num_tasks, smooth=False):
             if _is_matrix(p):
                 k = _rank_per_task(p.shape, num_tasks)
                 u, s, vh = _svd(tau)
-                s = s[:k]
-                if smooth:
-                    s = jnp.full_like(s, jnp.mean(s))
+                s = _smooth(s[:k], smoothing, rho)
                 factors.setdefault(j, []).append((u[:, :k], s, vh[:k]))
             else:
                 sums[j] = tau if j not in sums else sums[j] + tau
@@ -197,17 +211,20 @@ def _dc_matrix(factors, density):
     return cover_u @ jnp.where(blocks[:, None] == blocks[None, :], aggregated, 0) @ cover_vh
 
 
-def dc_merge(pretrained, finetuned, scaling: float = 1.0, *, density: float = 1e-3, smoothing: str = "none"):
-    """DC-Merge: per kernel, each task's top r/T triplets (smoothing="average" replaces their
-    singular values by their mean, the paper's energy balancing; the official full-fine-tune
-    runs use "none"), projected onto the shared cover basis, trimmed to the top `density` entries
-    (official default 1e-3), TIES-aggregated, kept on the block diagonal, projected back; other
-    leaves by the mean task vector; theta_pre + scaling * merged."""
+def dc_merge(pretrained, finetuned, scaling: float = 1.0, *, density: float = 1e-3, smoothing: str = "none",
+             rho: float = 5.0):
+    """DC-Merge: per kernel, each task's top r/T triplets (singular values smoothed at equal
+    energy: "average" to their mean, "linear" to a ramp from min(rho, s_1/s_k) down to 1, the
+    paper's LoRA choices; the official full-fine-tune runs use "none"), projected onto the shared
+    cover basis, trimmed to the top `density` entries (official default 1e-3), TIES-aggregated,
+    kept on the block diagonal, projected back; other leaves by the mean task vector;
+    theta_pre + scaling * merged."""
     t = check_candidates("dc_merge", finetuned)
     scaling = _check_scaling("dc_merge", scaling)
     density = _check_fraction("dc_merge", "density", density)
-    if smoothing not in ("none", "average"):
-        raise ValueError(f"dc_merge: smoothing must be 'none' or 'average', got {smoothing!r}")
-    factors, sums = _task_factors("dc_merge", pretrained, finetuned, t, smooth=smoothing == "average")
+    if smoothing not in SMOOTHINGS:
+        raise ValueError(f"dc_merge: smoothing must be one of {list(SMOOTHINGS)}, got {smoothing!r}")
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not rho >= 1:
+        raise ValueError(f"dc_merge: rho must be a number >= 1 (the largest ratio of the smoothed ramp), got {rho!r}")
+    factors, sums = _task_factors("dc_merge", pretrained, finetuned, t, smoothing, float(rho))
     return _assemble(pretrained, t, scaling, lambda j: _dc_matrix(factors[j], density), sums)
-

@@ -41,13 +41,18 @@ def test_quick_run_writes_protocol_results_and_caches_by_config_hash(tmp_path, m
     assert [c["text"] for c in results["claims"]] == list(config.claims)
     for claim in results["claims"]:
         assert claim["verdict"] in protocol.VERDICTS and len(claim["difference_ci95"]) == 2
-    # FW-Merging actually iterates (hard: config.fw_iterations LMO steps, a gap per step) and says what it picked
+    # FW-Merging actually iterates (an LMO step, a gap and a proxy loss per iteration) and says what it picked:
+    # hard one candidate per leaf (layer-wise LMO, 4 leaves) per iteration, soft one per target task and iteration
     names = {spec[1] for spec in merging.CANDIDATES}
+    assert config.fw_granularity == "layer"
     for seed in map(str, config.seeds):
-        hard = results["fw"]["fw_hard@8"][seed]
-        assert hard["iterations"] == config.fw_iterations == len(hard["gaps"]) == len(hard["picked"])
-        assert set(hard["picked"]) <= names
-        assert len(results["fw"]["fw_soft@8"][seed]["picked"]) == len(merging.TARGETS)
+        for arm, iterations, picks in (("fw_hard@8", config.fw_iterations, 4),
+                                       ("fw_soft@8", config.soft_iterations, len(merging.TARGETS))):
+            fw = results["fw"][arm][seed]
+            assert fw["iterations"] == iterations == len(fw["gaps"]) == len(fw["proxy_losses"]) - 1
+            assert [len(row) for row in fw["picked"]] == [picks] * iterations
+            assert {p for row in fw["picked"] for p in row} <= names
+            assert all(np.isfinite(fw["gaps"])) and all(np.isfinite(fw["proxy_losses"]))
     # merged from the pool: the pretrained row equals the pretrained body at every pool size; FW-soft at 4
     # candidates picks among the 4 experts
     assert results["arms"]["pretrained@4"]["metrics"] == results["arms"]["pretrained@8"]["metrics"]
@@ -124,7 +129,8 @@ def test_candidate_data_kinds():
 @pytest.mark.parametrize(
     "values, key",
     [(dict(pool_sizes=(2,)), "config.pool_sizes"), (dict(methods=("soup",)), "config.methods"),
-     (dict(methods=("tsv",)), "config.grids"), (dict(test_fraction=1.5), "config.test_fraction")],
+     (dict(methods=("tsv",)), "config.grids"), (dict(test_fraction=1.5), "config.test_fraction"),
+     (dict(fw_granularity="row"), "config.fw_granularity"), (dict(fw_relevance="norm"), "config.fw_relevance")],
 )
 def test_validate_names_the_bad_key(values, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):

@@ -60,14 +60,24 @@ def iso_cts_reference(taus, fraction=0.8):
     return np.concatenate(ss).mean() * polar(np.concatenate(us, 1)) @ polar(np.concatenate(vhs, 0))
 
 
-def dc_reference(taus, density, smoothing):
+def smoothed(s, smoothing, rho):
+    """DC-Merge's energy smoothing of the top-k singular values (the authors' LoRA DC_utils:
+    'avg' -> sum(s) / k each; 'linear' -> sum(s) * linspace(q, 1, k) / sum(linspace(q, 1, k)),
+    q = min(rho, s_1 / s_k))."""
+    if smoothing == "average":
+        return np.full_like(s, s.sum() / len(s))
+    if smoothing == "linear":
+        ramp = np.linspace(min(rho, s[0] / s[-1]), 1.0, len(s))
+        return s.sum() * ramp / ramp.sum()
+    return s
+
+
+def dc_reference(taus, density, smoothing="none", rho=5.0):
     """DC-Merge (Zhang et al. 2026, Sec. 3; keep_topk_percent, ties_small and the block mask as in
     the authors' DC_utils.dc_merge)."""
     t = len(taus)
     k = max(1, min(taus[0].shape) // t)
-    factors = truncations(taus, k)
-    if smoothing:
-        factors = [(u, np.full_like(s, s.mean()), vh) for u, s, vh in factors]
+    factors = [(u, smoothed(s, smoothing, rho), vh) for u, s, vh in truncations(taus, k)]
     cover_u = polar(np.concatenate([f[0] for f in factors], 1))
     cover_vh = polar(np.concatenate([f[2] for f in factors], 0))
     ms = []
@@ -90,14 +100,26 @@ def test_tsv_iso_and_dc_merge_match_references():
         (merging.tsv_merge(pretrained, finetuned, scaling=0.9), 0.9, tsv_reference),
         (merging.iso_c(pretrained, finetuned, scaling=0.7), 0.7, iso_c_reference),
         (merging.iso_cts(pretrained, finetuned, scaling=0.6), 0.6, iso_cts_reference),
-        (merging.dc_merge(pretrained, finetuned, density=0.3), 1.0, lambda taus: dc_reference(taus, 0.3, False)),
-        (merging.dc_merge(pretrained, finetuned, density=1.0, smoothing="average"), 1.0,
-         lambda taus: dc_reference(taus, 1.0, True)),
+        (merging.dc_merge(pretrained, finetuned, density=0.3), 1.0, lambda taus: dc_reference(taus, 0.3)),
     ]
     for merged, scaling, rule in cases:
         merged_tv = per_leaf(pretrained, finetuned, rule)
         assert_leaves_close(merged, [p + scaling * d for p, d in zip(pre, merged_tv)], atol=1e-11)
 
+
+
+def test_dc_merge_smoothings_match_reference():
+    """k = 3 directions per task, so the smoothing acts; rho = 1.3 caps the linear ramp."""
+    rng = np.random.default_rng(12)
+    pretrained = {"kernel": rng.standard_normal((13, 10)), "bias": rng.standard_normal(10)}
+    finetuned = [jax.tree.map(lambda p: p + 0.3 * rng.standard_normal(p.shape), pretrained) for _ in range(3)]
+    for smoothing, rho, density in (("average", 5.0, 1.0), ("linear", 5.0, 1.0), ("linear", 1.3, 0.4)):
+        merged = merging.dc_merge(pretrained, finetuned, 0.9, density=density, smoothing=smoothing, rho=rho)
+        want = per_leaf(pretrained, finetuned, lambda taus: dc_reference(taus, density, smoothing, rho))
+        assert_leaves_close(merged, [p + 0.9 * d for p, d in zip(leaves(pretrained), want)], atol=1e-11)
+    ratios = [(lambda s: s[0] / s[2])(np.linalg.svd(f["kernel"] - pretrained["kernel"], compute_uv=False))
+              for f in finetuned]
+    assert min(ratios) > 1.3 and max(ratios) < 5.0  # the cap binds at rho = 1.3 and not at 5
 
 def test_tsv_of_orthogonal_tasks_recovers_their_sum_and_compress_truncates():
     """Rank-2 task matrices in mutually orthogonal subspaces (k = 6 // 3 = 2 kept per task):
@@ -254,7 +276,9 @@ def test_checkpoint_pool_streams_the_same_merges_and_float32_is_kept(tmp_path):
 def test_bad_inputs_name_the_function_and_argument():
     pretrained, finetuned = pool(n=2)
     with pytest.raises(ValueError, match="dc_merge: smoothing"):
-        merging.dc_merge(pretrained, finetuned, smoothing="linear")
+        merging.dc_merge(pretrained, finetuned, smoothing="exponential")
+    with pytest.raises(ValueError, match="dc_merge: rho"):
+        merging.dc_merge(pretrained, finetuned, smoothing="linear", rho=0.5)
     with pytest.raises(ValueError, match="iso_cts: common_fraction"):
         merging.iso_cts(pretrained, finetuned, common_fraction=0.0)
     with pytest.raises(ValueError, match="tsv_merge: scaling"):
