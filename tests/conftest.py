@@ -18,3 +18,11 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 import jax  # noqa: E402  (must follow the XLA_FLAGS setting)
 
 jax.config.update("jax_enable_x64", True)
+
+# The longest tests (subprocess runs, experiments' quick variants, notebooks, the docs build) go
+# first, so that `-n 2` workers share them and finish together instead of one idling at the end.
+LONG_FIRST = ("tests/experiments/", "tests/notebooks/", "tests/docs/", "tests/parallel/", "tests/test_readme.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: not item.nodeid.startswith(LONG_FIRST))  # stable within each group
