@@ -87,11 +87,13 @@ class FrankWolfeIterate(NamedTuple):
 
 
 class Best(NamedTuple):
-    """The lowest-cost iterate so far (`common.no_worse`): returned when the last one is worse."""
+    """The lowest-cost iterate so far (`common.no_worse`): returned when the last one is worse.
+    `x` is its point only once a later iterate is current (it is saved from the previous iterate
+    while that one is the best, a select that fuses with the step); its gradient is recomputed
+    after the loop if it is returned."""
 
     x: object
     value: jax.Array
-    grad: object
     iteration: jax.Array
 
 
@@ -176,20 +178,29 @@ def frank_wolfe(
         return set.lmo(g), None, None
 
     def gap_at(x, g, s):
-        """(<g, x - s>, the floor below which it is not rounding)."""
-        scale = ROUNDING * eps * jnp.sqrt(_norm2(g)) * (jnp.sqrt(_norm2(x)) + jnp.sqrt(_norm2(s)))
-        return vdot(g, _sub(x, s)), -scale
+        """The duality gap <g, x - s>."""
+        return vdot(g, _sub(x, s))
 
-    def certified(x, g, s, gap):
-        """An approximate LMO's gap under the tolerance is recomputed with the exact LMO."""
+    def floor_at(x, grad_norm, s):
+        """The gap below which <g, x - s> is not rounding: -ROUNDING eps ||g|| (||x|| + ||s||)."""
+        return -ROUNDING * eps * grad_norm * (jnp.sqrt(_norm2(x)) + jnp.sqrt(_norm2(s)))
+
+    def floor_if_small(x, grad_norm, s, gap):
+        """The floor where the gap is a convergence candidate (gap <= tolerance), else -inf: the
+        norms are computed only then (a scalar cond, no pass over x and s per iteration)."""
+        return lax.cond(gap <= tolerance, lambda: floor_at(x, grad_norm, s), lambda: jnp.asarray(-jnp.inf, dtype))
+
+    def certified(x, g, grad_norm, s, gap):
+        """(s, gap, floor): a gap under the tolerance gets its rounding floor; an approximate
+        LMO's gap is first recomputed with the exact LMO, whose vertex replaces s."""
         if set.lmo_is_exact:
-            return s, gap
+            return s, gap, floor_if_small(x, grad_norm, s, gap)
 
         def exact():
             e = set.lmo_exact(g)
-            return e, gap_at(x, g, e)[0]
+            return e, gap_at(x, g, e), floor_at(x, grad_norm, e)
 
-        return lax.cond(gap <= tolerance, exact, lambda: (s, gap))
+        return lax.cond(gap <= tolerance, exact, lambda: (s, gap, jnp.asarray(-jnp.inf, dtype)))
 
     def block_vertex(x, g, state):
         """Block-coordinate FW: (s = x with block i replaced by LMO_i(g_i), the sum of the blocks'
@@ -200,11 +211,11 @@ def frank_wolfe(
 
         def replaced(j):
             s_j = set.sets[j].lmo(g[j])
-            return tuple(s_j if b == j else x[b] for b in blocks), vdot(g[j], _sub(x[j], s_j))
+            return tuple(s_j if b == j else x[b] for b in blocks), gap_at(x[j], g[j], s_j)
 
         s, gap_i = lax.switch(i, [lambda j=j: replaced(j) for j in blocks])
         gaps = gaps.at[i].set(gap_i)
-        exact_gaps = lambda: jnp.stack([vdot(g[j], _sub(x[j], e)) for j, e in zip(blocks, set.lmo_exact(g))])
+        exact_gaps = lambda: jnp.stack([gap_at(x[j], g[j], e) for j, e in zip(blocks, set.lmo_exact(g))])
         gaps = lax.cond(jnp.sum(gaps) <= tolerance, exact_gaps, lambda: gaps)
         return s, jnp.sum(gaps), ((i + 1) % len(set.sets), gaps)
 
@@ -213,15 +224,15 @@ def frank_wolfe(
         LMO's warm start (reusing a known (f(x), grad f(x)) from the adaptive step's last trial);
         without `oracle` (lazy steps) s and the gap are left for the step to fill in."""
         value, g = jax.value_and_grad(cost)(x) if value_grad is None else value_grad
+        grad_norm = jnp.sqrt(_norm2(g))
         if not oracle:
-            return value, g, jnp.sqrt(_norm2(g)), None, None, None, None, warm
+            return value, g, grad_norm, None, None, None, None, warm
         if block:
             s, gap, warm = block_vertex(x, g, warm)
-            return value, g, jnp.sqrt(_norm2(g)), s, None, gap, gap_at(x, g, s)[1], warm
+            return value, g, grad_norm, s, None, gap, floor_if_small(x, grad_norm, s, gap), warm
         s, code, warm = vertex(g, warm)
-        gap, floor = gap_at(x, g, s)
-        s, gap = certified(x, g, s, gap)
-        return value, g, jnp.sqrt(_norm2(g)), s, code, gap, floor, warm
+        s, gap, floor = certified(x, g, grad_norm, s, gap_at(x, g, s))
+        return value, g, grad_norm, s, code, gap, floor, warm
 
     def record(log_, k, value, grad_norm, gap):
         if log_ is None:
@@ -303,7 +314,7 @@ def frank_wolfe(
             x, codes, weights, full, lip, value_grad, s, code, phi, known_gap = active_set_step(it)
         value, g, grad_norm, new_s, new_code, gap, floor, warm = evaluate(x, it.warm, value_grad, oracle=not lazy)
         if lazy:  # the gap is known only where a dual step left x in place
-            new_s, new_code, gap, floor = s, code, known_gap, gap_at(x, g, s)[1]
+            new_s, new_code, gap, floor = s, code, known_gap, floor_if_small(x, grad_norm, s, known_gap)
         k = it.iteration + 1
         return FrankWolfeIterate(x, value, g, grad_norm, new_s, new_code, gap, floor, warm, phi, lip, codes, weights,
                                  full, k, record(it.log, k, value, grad_norm, gap))
@@ -363,7 +374,7 @@ def frank_wolfe(
 
         def oracle():
             s, code, _ = vertex(it.grad, None)
-            return s, code, gap_at(it.x, it.grad, s)[0]
+            return s, code, gap_at(it.x, it.grad, s)
 
         s, code, gap = lax.cond(local, lambda: (it.vertex, it.code, jnp.asarray(jnp.inf, dtype)), oracle)
         fw_step = ~local & (gap >= it.phi / LAZY_K) & (gap > tolerance)
@@ -371,31 +382,35 @@ def frank_wolfe(
         return s, code, gap, phi, local, fw_step
 
     # ----- the loop, keeping the best iterate beside it (common.run's rule) ----------------------
-    def keep_best(it, best):
-        return common.select(common.no_worse(it.value, best.value), Best(it.x, it.value, it.grad, it.iteration), best)
-
     def loop_body(carry):
-        it = body(carry[0])
-        return it, keep_best(it, carry[1])
+        previous, best = carry
+        it = body(previous)
+        better = common.no_worse(it.value, best.value)
+        left_behind = ~better & (best.iteration == previous.iteration)  # save x only then
+        x = lax.cond(left_behind, lambda: previous.x, lambda: best.x)
+        return it, Best(x, jnp.where(better, it.value, best.value), jnp.where(better, it.iteration, best.iteration))
 
     it, best = lax.while_loop(lambda c: reason_of(*c) == StopReason.RUNNING, loop_body,
-                              (it, Best(it.x, it.value, it.grad, it.iteration)))
+                              (it, Best(it.x, it.value, it.iteration)))
     reason = reason_of(it, best)
 
-    def exact_gap(x, g):
-        gap, floor = gap_at(x, g, set.lmo_exact(g))
-        return gap, (gap <= tolerance) & (gap >= floor)
+    def exact_gap(x, g, grad_norm):
+        e = set.lmo_exact(g)
+        gap = gap_at(x, g, e)
+        return gap, (gap <= tolerance) & (gap >= floor_at(x, grad_norm, e))
 
     def last():
         gap = it.gap
         if lazy or block or not set.lmo_is_exact:  # a converged run's gap is exact; recompute any other
-            gap = lax.cond(reason == StopReason.GAP_TOLERANCE, lambda: it.gap, lambda: exact_gap(it.x, it.grad)[0])
+            gap = lax.cond(reason == StopReason.GAP_TOLERANCE, lambda: it.gap,
+                           lambda: exact_gap(it.x, it.grad, it.grad_norm)[0])
         return it.x, it.value, it.grad_norm, gap, reason
 
-    def best_so_far():  # the last iterate is worse: return the best, with its own exact gap
-        gap, converged = exact_gap(best.x, best.grad)
-        return best.x, best.value, jnp.sqrt(_norm2(best.grad)), gap, jnp.where(converged, StopReason.GAP_TOLERANCE,
-                                                                              reason).astype(jnp.int32)
+    def best_so_far():  # the last iterate is worse: return the best, with its own gradient and exact gap
+        g = jax.grad(cost)(best.x)
+        grad_norm = jnp.sqrt(_norm2(g))
+        gap, converged = exact_gap(best.x, g, grad_norm)
+        return best.x, best.value, grad_norm, gap, jnp.where(converged, StopReason.GAP_TOLERANCE, reason).astype(jnp.int32)
 
     x, value, grad_norm, gap, reason = lax.cond(best.iteration == it.iteration, last, best_so_far)
     return SolverResult(x, value, grad_norm, it.iteration, reason == StopReason.GAP_TOLERANCE, reason, it.log, gap)
