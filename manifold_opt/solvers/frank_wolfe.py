@@ -278,8 +278,9 @@ def frank_wolfe(
         ).astype(jnp.int32)
 
     # ----- step size --------------------------------------------------------------------------
-    def step_size(it, d, gamma_max):
-        slope = vdot(it.grad, d)  # <g, d> < 0 along a descent direction
+    def step_size(it, d, gamma_max, slope):
+        """(gamma, L, the accepted trial's (f, grad f) for adaptive) along d, whose slope <g, d> < 0
+        the caller knows from the gap and the atom scores (no pass over g and d)."""
         dd = _norm2(d)
         descent = (slope < 0) & (dd > 0)
         safe_dd = jnp.where(descent, dd, 1)
@@ -307,7 +308,7 @@ def frank_wolfe(
     # ----- one iteration ----------------------------------------------------------------------
     def body(it):
         if not use_atoms:
-            gamma, lip, value_grad = step_size(it, _sub(it.vertex, it.x), jnp.asarray(1, dtype))
+            gamma, lip, value_grad = step_size(it, _sub(it.vertex, it.x), jnp.asarray(1, dtype), -it.gap)
             x = common.axpy(gamma, _sub(it.vertex, it.x), it.x)
             codes, weights, full, s, code, phi, known_gap = None, None, it.full, None, None, None, None
         else:
@@ -328,14 +329,17 @@ def frank_wolfe(
         no, yes = jnp.asarray(False), jnp.asarray(True)
         target = a  # the local pairwise target (blended pairwise only)
         s, code, gap, phi, known_gap = it.vertex, it.code, it.gap, it.phi, None
+        score_s = set.atom_scores(it.grad, it.code[None])[0]  # <g, s>: with the gap, <g, x> = gap + <g, s>
         if variant == "away":
-            fw_step = it.gap >= scores[a] - vdot(it.grad, it.x)
+            g_x = it.gap + score_s
+            fw_step = it.gap >= scores[a] - g_x
             away_step, pairwise, local = ~fw_step, no, no
             d = common.select(fw_step, _sub(it.vertex, it.x), _sub(it.x, atom_a))
+            slope = jnp.where(fw_step, -it.gap, g_x - scores[a])
             gamma_max = jnp.where(fw_step, 1, w_a / jnp.maximum(1 - w_a, jnp.finfo(dtype).tiny))
         elif variant == "pairwise":
             fw_step, away_step, pairwise, local = no, no, yes, no
-            d, gamma_max = _sub(it.vertex, atom_a), w_a
+            d, gamma_max, slope = _sub(it.vertex, atom_a), w_a, score_s - scores[a]
         else:
             target = jnp.argmin(jnp.where(active, scores, jnp.inf))
             if lazy:
@@ -346,13 +350,16 @@ def frank_wolfe(
                 fw_step = ~local
             away_step, pairwise = no, no
             d = common.select(local, _sub(set.atom(it.codes[target], it.x), atom_a), _sub(s, it.x))
+            slope = jnp.where(local, scores[target] - scores[a], -gap)
             gamma_max = jnp.where(local, w_a, jnp.where(fw_step, 1, 0))  # 0: a lazy dual step
-        gamma, lip, value_grad = step_size(it, d, jnp.asarray(gamma_max, dtype))
+        gamma, lip, value_grad = step_size(it, d, jnp.asarray(gamma_max, dtype), slope)
         # the weights: w <- c w + gamma e_in - gamma e_out (an atom whose weight hits 0 is dropped)
         adds_vertex = fw_step | pairwise
+        # its slot: the first active slot holding it, else the first free one (0: none of either)
         same = jnp.all((it.codes == code).reshape(it.codes.shape[0], -1), axis=1) & active
-        slot = jnp.where(jnp.any(same), jnp.argmax(same), jnp.argmax(~active))
-        full = adds_vertex & (gamma > 0) & ~jnp.any(same) & jnp.all(active)
+        priority = jnp.where(same, 2, jnp.where(active, 0, 1)).astype(jnp.int8)
+        slot = jnp.argmax(priority)
+        full = adds_vertex & (gamma > 0) & (priority[slot] == 0)
         slot_in = jnp.where(adds_vertex, slot, target)
         c = jnp.where(fw_step, 1 - gamma, jnp.where(away_step, 1 + gamma, 1))
         w = (c * it.weights).at[slot_in].add(jnp.where(adds_vertex | local, gamma, 0))
