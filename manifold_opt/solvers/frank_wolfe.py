@@ -278,10 +278,10 @@ def frank_wolfe(
         ).astype(jnp.int32)
 
     # ----- step size --------------------------------------------------------------------------
-    def step_size(it, d, gamma_max, slope):
+    def step_size(it, d, gamma_max, slope, dd=None):
         """(gamma, L, the accepted trial's (f, grad f) for adaptive) along d, whose slope <g, d> < 0
         the caller knows from the gap and the atom scores (no pass over g and d)."""
-        dd = _norm2(d)
+        dd = _norm2(d) if dd is None else dd
         descent = (slope < 0) & (dd > 0)
         safe_dd = jnp.where(descent, dd, 1)
 
@@ -308,7 +308,10 @@ def frank_wolfe(
     # ----- one iteration ----------------------------------------------------------------------
     def body(it):
         if not use_atoms:
-            gamma, lip, value_grad = step_size(it, _sub(it.vertex, it.x), jnp.asarray(1, dtype), -it.gap)
+            # ||d||^2 as ||x - s||^2: a subtraction of its own that XLA fuses into the reduction
+            # (d itself would be materialized for its two uses)
+            gamma, lip, value_grad = step_size(it, _sub(it.vertex, it.x), jnp.asarray(1, dtype), -it.gap,
+                                               _norm2(_sub(it.x, it.vertex)))
             x = common.axpy(gamma, _sub(it.vertex, it.x), it.x)
             codes, weights, full, s, code, phi, known_gap = None, None, it.full, None, None, None, None
         else:
