@@ -105,6 +105,30 @@ def _norm2(u):
     return vdot(u, u)
 
 
+def _arg_extrema(*searches):
+    """[argmax(key) if largest else argmin(key) for key, largest in searches] over 1-d keys of one
+    length, in one variadic reduction with jnp.argmax's rule (NaN first, the lower index on ties):
+    one pass over the active set, where separate searches make one each (XLA does not fuse them)."""
+    index = lax.iota(jnp.int32, searches[0][0].shape[0])
+    comparators = [lax.gt if largest else lax.lt for _, largest in searches]
+
+    def pick(new, acc):
+        out = []
+        for j, better in enumerate(comparators):
+            value, i, acc_value, acc_i = new[2 * j], new[2 * j + 1], acc[2 * j], acc[2 * j + 1]
+            take = better(value, acc_value) | (value != value)
+            out += [jnp.where(take, value, acc_value), jnp.where(take | ((value == acc_value) & (i < acc_i)), i, acc_i)]
+        return tuple(out)
+
+    operands, inits = [], []
+    for key, largest in searches:
+        info = jnp.finfo(key.dtype) if jnp.issubdtype(key.dtype, jnp.floating) else jnp.iinfo(key.dtype)
+        identity = (-jnp.inf if largest else jnp.inf) if isinstance(info, jnp.finfo) else (info.min if largest else info.max)
+        operands += [key, index]
+        inits += [jnp.asarray(identity, key.dtype), jnp.zeros([], jnp.int32)]
+    return lax.reduce(tuple(operands), tuple(inits), pick, (0,))[1::2]
+
+
 @common.jitted_solver(
     static_argnames=("variant", "step", "max_iterations", "log", "active_set_size", "max_backtracks"), geometry="set"
 )
@@ -323,10 +347,25 @@ def frank_wolfe(
         return FrankWolfeIterate(x, value, g, grad_norm, new_s, new_code, gap, floor, warm, phi, lip, codes, weights,
                                  full, k, record(it.log, k, value, grad_norm, gap))
 
+    def slot_priority(it, active, code):
+        """2 on an active slot holding `code`, 1 on a free slot, else 0: the first maximum is the
+        slot of the vertex with `code` (0 with neither: the active set is full)."""
+        same = jnp.all((it.codes == code).reshape(it.codes.shape[0], -1), axis=1) & active
+        return jnp.where(same, 2, jnp.where(active, 0, 1))
+
     def active_set_step(it):
         active = it.weights > 0
         scores = set.atom_scores(it.grad, it.codes)
-        a = jnp.argmax(jnp.where(active, scores, -jnp.inf))  # the away atom
+        # one pass over the active set: the away atom a, the local pairwise target (blended
+        # pairwise), the slot of the vertex s = it.vertex (lazy: s is chosen below)
+        searches = [(jnp.where(active, scores, -jnp.inf), True)]
+        if variant.endswith("blended_pairwise"):
+            searches.append((jnp.where(active, scores, jnp.inf), False))
+        if not lazy:
+            priority = slot_priority(it, active, it.code)
+            searches.append((priority, True))
+        found = _arg_extrema(*searches)
+        a = found[0]
         w_a = it.weights[a]
         atom_a = set.atom(it.codes[a], it.x)
         no, yes = jnp.asarray(False), jnp.asarray(True)
@@ -344,7 +383,7 @@ def frank_wolfe(
             fw_step, away_step, pairwise, local = no, no, yes, no
             d, gamma_max, slope = _sub(it.vertex, atom_a), w_a, score_s - scores[a]
         else:
-            target = jnp.argmin(jnp.where(active, scores, jnp.inf))
+            target = found[1]
             if lazy:
                 s, code, gap, phi, local, fw_step = lazy_choice(it, scores[a] - scores[target])
                 known_gap = jnp.where(local | fw_step, jnp.inf, gap)
@@ -358,10 +397,10 @@ def frank_wolfe(
         gamma, lip, value_grad = step_size(it, d, jnp.asarray(gamma_max, dtype), slope)
         # the weights: w <- c w + gamma e_in - gamma e_out (an atom whose weight hits 0 is dropped)
         adds_vertex = fw_step | pairwise
-        # its slot: the first active slot holding it, else the first free one (0: none of either)
-        same = jnp.all((it.codes == code).reshape(it.codes.shape[0], -1), axis=1) & active
-        priority = jnp.where(same, 2, jnp.where(active, 0, 1)).astype(jnp.int8)
-        slot = jnp.argmax(priority)
+        if lazy:
+            priority = slot_priority(it, active, code)
+            found = found + _arg_extrema((priority, True))
+        slot = found[-1]
         full = adds_vertex & (gamma > 0) & (priority[slot] == 0)
         slot_in = jnp.where(adds_vertex, slot, target)
         c = jnp.where(fw_step, 1 - gamma, jnp.where(away_step, 1 + gamma, 1))
