@@ -332,11 +332,12 @@ def frank_wolfe(
     # ----- one iteration ----------------------------------------------------------------------
     def body(it):
         if not use_atoms:
+            d = _sub(it.vertex, it.x)
+            slope = vdot(it.grad, d) if block else -it.gap  # block-coordinate's gap sums the blocks' last gaps
             # ||d||^2 as ||x - s||^2: a subtraction of its own that XLA fuses into the reduction
             # (d itself would be materialized for its two uses)
-            gamma, lip, value_grad = step_size(it, _sub(it.vertex, it.x), jnp.asarray(1, dtype), -it.gap,
-                                               _norm2(_sub(it.x, it.vertex)))
-            x = common.axpy(gamma, _sub(it.vertex, it.x), it.x)
+            gamma, lip, value_grad = step_size(it, d, jnp.asarray(1, dtype), slope, _norm2(_sub(it.x, it.vertex)))
+            x = common.axpy(gamma, d, it.x)
             codes, weights, full, s, code, phi, known_gap = None, None, it.full, None, None, None, None
         else:
             x, codes, weights, full, lip, value_grad, s, code, phi, known_gap = active_set_step(it)
