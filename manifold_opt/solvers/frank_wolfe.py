@@ -88,9 +88,9 @@ class FrankWolfeIterate(NamedTuple):
 
 class Best(NamedTuple):
     """The lowest-cost iterate so far (`common.no_worse`): returned when the last one is worse.
-    `x` is its point only once a later iterate is current (it is saved from the previous iterate
-    while that one is the best, a select that fuses with the step); its gradient is recomputed
-    after the loop if it is returned."""
+    `x` is its point only once a later, worse iterate is current: it is saved from the previous
+    iterate by a cond when that one, the best, is left behind (no pass over x per iteration). Its
+    gradient is recomputed after the loop if it is returned."""
 
     x: object
     value: jax.Array
