@@ -87,11 +87,13 @@ class FrankWolfeIterate(NamedTuple):
 
 
 class Best(NamedTuple):
-    """The lowest-cost iterate so far (`common.no_worse`): returned when the last one is worse."""
+    """The lowest-cost iterate so far (`common.no_worse`): returned when the last one is worse.
+    `x` is its point only once a later, worse iterate is current: it is saved from the previous
+    iterate by a cond when that one, the best, is left behind (no pass over x per iteration). Its
+    gradient is recomputed after the loop if it is returned."""
 
     x: object
     value: jax.Array
-    grad: object
     iteration: jax.Array
 
 
@@ -101,6 +103,30 @@ def _sub(u, v):
 
 def _norm2(u):
     return vdot(u, u)
+
+
+def _arg_extrema(*searches):
+    """[argmax(key) if largest else argmin(key) for key, largest in searches] over 1-d keys of one
+    length, in one variadic reduction with jnp.argmax's rule (NaN first, the lower index on ties):
+    one pass over the active set, where separate searches make one each (XLA does not fuse them)."""
+    index = lax.iota(jnp.int32, searches[0][0].shape[0])
+    comparators = [lax.gt if largest else lax.lt for _, largest in searches]
+
+    def pick(new, acc):
+        out = []
+        for j, better in enumerate(comparators):
+            value, i, acc_value, acc_i = new[2 * j], new[2 * j + 1], acc[2 * j], acc[2 * j + 1]
+            take = better(value, acc_value) | (value != value)
+            out += [jnp.where(take, value, acc_value), jnp.where(take | ((value == acc_value) & (i < acc_i)), i, acc_i)]
+        return tuple(out)
+
+    operands, inits = [], []
+    for key, largest in searches:
+        info = jnp.finfo(key.dtype) if jnp.issubdtype(key.dtype, jnp.floating) else jnp.iinfo(key.dtype)
+        identity = (-jnp.inf if largest else jnp.inf) if isinstance(info, jnp.finfo) else (info.min if largest else info.max)
+        operands += [key, index]
+        inits += [jnp.asarray(identity, key.dtype), jnp.zeros([], jnp.int32)]
+    return lax.reduce(tuple(operands), tuple(inits), pick, (0,))[1::2]
 
 
 @common.jitted_solver(
@@ -176,20 +202,29 @@ def frank_wolfe(
         return set.lmo(g), None, None
 
     def gap_at(x, g, s):
-        """(<g, x - s>, the floor below which it is not rounding)."""
-        scale = ROUNDING * eps * jnp.sqrt(_norm2(g)) * (jnp.sqrt(_norm2(x)) + jnp.sqrt(_norm2(s)))
-        return vdot(g, _sub(x, s)), -scale
+        """The duality gap <g, x - s>."""
+        return vdot(g, _sub(x, s))
 
-    def certified(x, g, s, gap):
-        """An approximate LMO's gap under the tolerance is recomputed with the exact LMO."""
+    def floor_at(x, grad_norm, s):
+        """The gap below which <g, x - s> is not rounding: -ROUNDING eps ||g|| (||x|| + ||s||)."""
+        return -ROUNDING * eps * grad_norm * (jnp.sqrt(_norm2(x)) + jnp.sqrt(_norm2(s)))
+
+    def floor_if_small(x, grad_norm, s, gap):
+        """The floor where the gap is a convergence candidate (gap <= tolerance), else -inf: the
+        norms are computed only then (a scalar cond, no pass over x and s per iteration)."""
+        return lax.cond(gap <= tolerance, lambda: floor_at(x, grad_norm, s), lambda: jnp.asarray(-jnp.inf, dtype))
+
+    def certified(x, g, grad_norm, s, gap):
+        """(s, gap, floor): a gap under the tolerance gets its rounding floor; an approximate
+        LMO's gap is first recomputed with the exact LMO, whose vertex replaces s."""
         if set.lmo_is_exact:
-            return s, gap
+            return s, gap, floor_if_small(x, grad_norm, s, gap)
 
         def exact():
             e = set.lmo_exact(g)
-            return e, gap_at(x, g, e)[0]
+            return e, gap_at(x, g, e), floor_at(x, grad_norm, e)
 
-        return lax.cond(gap <= tolerance, exact, lambda: (s, gap))
+        return lax.cond(gap <= tolerance, exact, lambda: (s, gap, jnp.asarray(-jnp.inf, dtype)))
 
     def block_vertex(x, g, state):
         """Block-coordinate FW: (s = x with block i replaced by LMO_i(g_i), the sum of the blocks'
@@ -200,11 +235,11 @@ def frank_wolfe(
 
         def replaced(j):
             s_j = set.sets[j].lmo(g[j])
-            return tuple(s_j if b == j else x[b] for b in blocks), vdot(g[j], _sub(x[j], s_j))
+            return tuple(s_j if b == j else x[b] for b in blocks), gap_at(x[j], g[j], s_j)
 
         s, gap_i = lax.switch(i, [lambda j=j: replaced(j) for j in blocks])
         gaps = gaps.at[i].set(gap_i)
-        exact_gaps = lambda: jnp.stack([vdot(g[j], _sub(x[j], e)) for j, e in zip(blocks, set.lmo_exact(g))])
+        exact_gaps = lambda: jnp.stack([gap_at(x[j], g[j], e) for j, e in zip(blocks, set.lmo_exact(g))])
         gaps = lax.cond(jnp.sum(gaps) <= tolerance, exact_gaps, lambda: gaps)
         return s, jnp.sum(gaps), ((i + 1) % len(set.sets), gaps)
 
@@ -213,15 +248,15 @@ def frank_wolfe(
         LMO's warm start (reusing a known (f(x), grad f(x)) from the adaptive step's last trial);
         without `oracle` (lazy steps) s and the gap are left for the step to fill in."""
         value, g = jax.value_and_grad(cost)(x) if value_grad is None else value_grad
+        grad_norm = jnp.sqrt(_norm2(g))
         if not oracle:
-            return value, g, jnp.sqrt(_norm2(g)), None, None, None, None, warm
+            return value, g, grad_norm, None, None, None, None, warm
         if block:
             s, gap, warm = block_vertex(x, g, warm)
-            return value, g, jnp.sqrt(_norm2(g)), s, None, gap, gap_at(x, g, s)[1], warm
+            return value, g, grad_norm, s, None, gap, floor_if_small(x, grad_norm, s, gap), warm
         s, code, warm = vertex(g, warm)
-        gap, floor = gap_at(x, g, s)
-        s, gap = certified(x, g, s, gap)
-        return value, g, jnp.sqrt(_norm2(g)), s, code, gap, floor, warm
+        s, gap, floor = certified(x, g, grad_norm, s, gap_at(x, g, s))
+        return value, g, grad_norm, s, code, gap, floor, warm
 
     def record(log_, k, value, grad_norm, gap):
         if log_ is None:
@@ -267,9 +302,10 @@ def frank_wolfe(
         ).astype(jnp.int32)
 
     # ----- step size --------------------------------------------------------------------------
-    def step_size(it, d, gamma_max):
-        slope = vdot(it.grad, d)  # <g, d> < 0 along a descent direction
-        dd = _norm2(d)
+    def step_size(it, d, gamma_max, slope, dd=None):
+        """(gamma, L, the accepted trial's (f, grad f) for adaptive) along d, whose slope <g, d> < 0
+        the caller knows from the gap and the atom scores (no pass over g and d)."""
+        dd = _norm2(d) if dd is None else dd
         descent = (slope < 0) & (dd > 0)
         safe_dd = jnp.where(descent, dd, 1)
 
@@ -296,37 +332,59 @@ def frank_wolfe(
     # ----- one iteration ----------------------------------------------------------------------
     def body(it):
         if not use_atoms:
-            gamma, lip, value_grad = step_size(it, _sub(it.vertex, it.x), jnp.asarray(1, dtype))
-            x = common.axpy(gamma, _sub(it.vertex, it.x), it.x)
+            d = _sub(it.vertex, it.x)
+            slope = vdot(it.grad, d) if block else -it.gap  # block-coordinate's gap sums the blocks' last gaps
+            # ||d||^2 as ||x - s||^2: a subtraction of its own that XLA fuses into the reduction
+            # (d itself would be materialized for its two uses)
+            gamma, lip, value_grad = step_size(it, d, jnp.asarray(1, dtype), slope, _norm2(_sub(it.x, it.vertex)))
+            x = common.axpy(gamma, d, it.x)
             codes, weights, full, s, code, phi, known_gap = None, None, it.full, None, None, None, None
         else:
             x, codes, weights, full, lip, value_grad, s, code, phi, known_gap = active_set_step(it)
         value, g, grad_norm, new_s, new_code, gap, floor, warm = evaluate(x, it.warm, value_grad, oracle=not lazy)
         if lazy:  # the gap is known only where a dual step left x in place
-            new_s, new_code, gap, floor = s, code, known_gap, gap_at(x, g, s)[1]
+            new_s, new_code, gap, floor = s, code, known_gap, floor_if_small(x, grad_norm, s, known_gap)
         k = it.iteration + 1
         return FrankWolfeIterate(x, value, g, grad_norm, new_s, new_code, gap, floor, warm, phi, lip, codes, weights,
                                  full, k, record(it.log, k, value, grad_norm, gap))
 
+    def slot_priority(it, active, code):
+        """2 on an active slot holding `code`, 1 on a free slot, else 0: the first maximum is the
+        slot of the vertex with `code` (0 with neither: the active set is full)."""
+        same = jnp.all((it.codes == code).reshape(it.codes.shape[0], -1), axis=1) & active
+        return jnp.where(same, 2, jnp.where(active, 0, 1))
+
     def active_set_step(it):
         active = it.weights > 0
         scores = set.atom_scores(it.grad, it.codes)
-        a = jnp.argmax(jnp.where(active, scores, -jnp.inf))  # the away atom
+        # one pass over the active set: the away atom a, the local pairwise target (blended
+        # pairwise), the slot of the vertex s = it.vertex (lazy: s is chosen below)
+        searches = [(jnp.where(active, scores, -jnp.inf), True)]
+        if variant.endswith("blended_pairwise"):
+            searches.append((jnp.where(active, scores, jnp.inf), False))
+        if not lazy:
+            priority = slot_priority(it, active, it.code)
+            searches.append((priority, True))
+        found = _arg_extrema(*searches)
+        a = found[0]
         w_a = it.weights[a]
         atom_a = set.atom(it.codes[a], it.x)
         no, yes = jnp.asarray(False), jnp.asarray(True)
         target = a  # the local pairwise target (blended pairwise only)
         s, code, gap, phi, known_gap = it.vertex, it.code, it.gap, it.phi, None
+        score_s = set.atom_scores(it.grad, it.code[None])[0]  # <g, s>: with the gap, <g, x> = gap + <g, s>
         if variant == "away":
-            fw_step = it.gap >= scores[a] - vdot(it.grad, it.x)
+            g_x = it.gap + score_s
+            fw_step = it.gap >= scores[a] - g_x
             away_step, pairwise, local = ~fw_step, no, no
             d = common.select(fw_step, _sub(it.vertex, it.x), _sub(it.x, atom_a))
+            slope = jnp.where(fw_step, -it.gap, g_x - scores[a])
             gamma_max = jnp.where(fw_step, 1, w_a / jnp.maximum(1 - w_a, jnp.finfo(dtype).tiny))
         elif variant == "pairwise":
             fw_step, away_step, pairwise, local = no, no, yes, no
-            d, gamma_max = _sub(it.vertex, atom_a), w_a
+            d, gamma_max, slope = _sub(it.vertex, atom_a), w_a, score_s - scores[a]
         else:
-            target = jnp.argmin(jnp.where(active, scores, jnp.inf))
+            target = found[1]
             if lazy:
                 s, code, gap, phi, local, fw_step = lazy_choice(it, scores[a] - scores[target])
                 known_gap = jnp.where(local | fw_step, jnp.inf, gap)
@@ -335,13 +393,16 @@ def frank_wolfe(
                 fw_step = ~local
             away_step, pairwise = no, no
             d = common.select(local, _sub(set.atom(it.codes[target], it.x), atom_a), _sub(s, it.x))
+            slope = jnp.where(local, scores[target] - scores[a], -gap)
             gamma_max = jnp.where(local, w_a, jnp.where(fw_step, 1, 0))  # 0: a lazy dual step
-        gamma, lip, value_grad = step_size(it, d, jnp.asarray(gamma_max, dtype))
+        gamma, lip, value_grad = step_size(it, d, jnp.asarray(gamma_max, dtype), slope)
         # the weights: w <- c w + gamma e_in - gamma e_out (an atom whose weight hits 0 is dropped)
         adds_vertex = fw_step | pairwise
-        same = jnp.all((it.codes == code).reshape(it.codes.shape[0], -1), axis=1) & active
-        slot = jnp.where(jnp.any(same), jnp.argmax(same), jnp.argmax(~active))
-        full = adds_vertex & (gamma > 0) & ~jnp.any(same) & jnp.all(active)
+        if lazy:
+            priority = slot_priority(it, active, code)
+            found = found + _arg_extrema((priority, True))
+        slot = found[-1]
+        full = adds_vertex & (gamma > 0) & (priority[slot] == 0)
         slot_in = jnp.where(adds_vertex, slot, target)
         c = jnp.where(fw_step, 1 - gamma, jnp.where(away_step, 1 + gamma, 1))
         w = (c * it.weights).at[slot_in].add(jnp.where(adds_vertex | local, gamma, 0))
@@ -363,7 +424,7 @@ def frank_wolfe(
 
         def oracle():
             s, code, _ = vertex(it.grad, None)
-            return s, code, gap_at(it.x, it.grad, s)[0]
+            return s, code, gap_at(it.x, it.grad, s)
 
         s, code, gap = lax.cond(local, lambda: (it.vertex, it.code, jnp.asarray(jnp.inf, dtype)), oracle)
         fw_step = ~local & (gap >= it.phi / LAZY_K) & (gap > tolerance)
@@ -371,31 +432,35 @@ def frank_wolfe(
         return s, code, gap, phi, local, fw_step
 
     # ----- the loop, keeping the best iterate beside it (common.run's rule) ----------------------
-    def keep_best(it, best):
-        return common.select(common.no_worse(it.value, best.value), Best(it.x, it.value, it.grad, it.iteration), best)
-
     def loop_body(carry):
-        it = body(carry[0])
-        return it, keep_best(it, carry[1])
+        previous, best = carry
+        it = body(previous)
+        better = common.no_worse(it.value, best.value)
+        left_behind = ~better & (best.iteration == previous.iteration)  # save x only then
+        x = lax.cond(left_behind, lambda: previous.x, lambda: best.x)
+        return it, Best(x, jnp.where(better, it.value, best.value), jnp.where(better, it.iteration, best.iteration))
 
     it, best = lax.while_loop(lambda c: reason_of(*c) == StopReason.RUNNING, loop_body,
-                              (it, Best(it.x, it.value, it.grad, it.iteration)))
+                              (it, Best(it.x, it.value, it.iteration)))
     reason = reason_of(it, best)
 
-    def exact_gap(x, g):
-        gap, floor = gap_at(x, g, set.lmo_exact(g))
-        return gap, (gap <= tolerance) & (gap >= floor)
+    def exact_gap(x, g, grad_norm):
+        e = set.lmo_exact(g)
+        gap = gap_at(x, g, e)
+        return gap, (gap <= tolerance) & (gap >= floor_at(x, grad_norm, e))
 
     def last():
         gap = it.gap
         if lazy or block or not set.lmo_is_exact:  # a converged run's gap is exact; recompute any other
-            gap = lax.cond(reason == StopReason.GAP_TOLERANCE, lambda: it.gap, lambda: exact_gap(it.x, it.grad)[0])
+            gap = lax.cond(reason == StopReason.GAP_TOLERANCE, lambda: it.gap,
+                           lambda: exact_gap(it.x, it.grad, it.grad_norm)[0])
         return it.x, it.value, it.grad_norm, gap, reason
 
-    def best_so_far():  # the last iterate is worse: return the best, with its own exact gap
-        gap, converged = exact_gap(best.x, best.grad)
-        return best.x, best.value, jnp.sqrt(_norm2(best.grad)), gap, jnp.where(converged, StopReason.GAP_TOLERANCE,
-                                                                              reason).astype(jnp.int32)
+    def best_so_far():  # the last iterate is worse: return the best, with its own gradient and exact gap
+        g = jax.grad(cost)(best.x)
+        grad_norm = jnp.sqrt(_norm2(g))
+        gap, converged = exact_gap(best.x, g, grad_norm)
+        return best.x, best.value, grad_norm, gap, jnp.where(converged, StopReason.GAP_TOLERANCE, reason).astype(jnp.int32)
 
     x, value, grad_norm, gap, reason = lax.cond(best.iteration == it.iteration, last, best_so_far)
     return SolverResult(x, value, grad_norm, it.iteration, reason == StopReason.GAP_TOLERANCE, reason, it.log, gap)
