@@ -70,8 +70,29 @@ def sphere_feasibility(x, axis=-1):
     return jnp.abs(_norm(x, axis) - 1)
 
 
+class _GreatCircles:
+    """exp, log and dist along great circles, shared by the sphere and its subspace sections
+    (a great circle through x along a tangent u stays in any subspace holding x and u)."""
+
+    def exp(self, x, u):
+        self.check_points(x=x, u=u)
+        return sphere_exp(x, u)
+
+    def log(self, x, y):
+        self.check_points(x=x, y=y)
+        return sphere_log(x, y)
+
+    def dist(self, x, y):
+        self.check_points(x=x, y=y)
+        return sphere_dist(x, y)[..., 0]
+
+    @property
+    def typical_dist(self):
+        return math.pi
+
+
 @dataclasses.dataclass(frozen=True)
-class Sphere(Manifold):
+class Sphere(_GreatCircles, Manifold):
     """Unit vectors in R^n."""
 
     n: int
@@ -108,25 +129,6 @@ class Sphere(Manifold):
         self.check_point(x)
         return sphere_feasibility(x)[..., 0]
 
-    def exp(self, x, u):
-        self.check_point(x)
-        self.check_point(u, "u")
-        return sphere_exp(x, u)
-
-    def log(self, x, y):
-        self.check_point(x)
-        self.check_point(y, "y")
-        return sphere_log(x, y)
-
-    def dist(self, x, y):
-        self.check_point(x)
-        self.check_point(y, "y")
-        return sphere_dist(x, y)[..., 0]
-
-    @property
-    def typical_dist(self):
-        return math.pi
-
     def ehess_to_rhess(self, x, egrad, ehvp, u):
         self.check_points(x=x, egrad=egrad, ehvp=ehvp, u=u)
         return sphere_ehess_to_rhess(x, egrad, ehvp, u)
@@ -147,7 +149,7 @@ def _orthonormal_basis(owner: str, matrix, complement: bool) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class SphereSubspaceIntersection(Manifold):
+class SphereSubspaceIntersection(_GreatCircles, Manifold):
     """Unit vectors of R^n in the column span of a matrix (Pymanopt's): the unit sphere of that
     r-dimensional subspace, dimension r - 1 (isolated points +-q when r = 1).
 
@@ -202,22 +204,6 @@ class SphereSubspaceIntersection(Manifold):
         """| ||x|| - 1 | plus the distance of x from the subspace."""
         self.check_point(x)
         return sphere_feasibility(x)[..., 0] + jnp.linalg.norm(x - self._onto_subspace(x), axis=-1)
-
-    def exp(self, x, u):
-        self.check_points(x=x, u=u)
-        return sphere_exp(x, u)
-
-    def log(self, x, y):
-        self.check_points(x=x, y=y)
-        return sphere_log(x, y)
-
-    def dist(self, x, y):
-        self.check_points(x=x, y=y)
-        return sphere_dist(x, y)[..., 0]
-
-    @property
-    def typical_dist(self):
-        return math.pi
 
     def ehess_to_rhess(self, x, egrad, ehvp, u):
         self.check_points(x=x, egrad=egrad, ehvp=ehvp, u=u)
