@@ -5,7 +5,9 @@ leaf of a geometry tree, see `manifold_opt.manifolds.tree`). Its methods are pur
 arrays that preserve dtype:
 
 - `lmo(g)`: the linear minimization oracle argmin_{s in C} <g, s> (Frank-Wolfe's only access);
-  where it is approximate (`lmo_is_exact` False), `lmo_exact(g)` is exact and slower,
+  where it is approximate (`lmo_is_exact` False), `lmo_exact(g)` is exact and slower;
+  `lmo_factored(g, warm)` gives the same vertex in a compact form (`vertex(factors)` expands it:
+  the nuclear ball's rank-one vertices as two vectors) with the oracle's warm start,
 - `project(x)`: the Euclidean projection argmin_{y in C} ||y - x|| where it is tractable,
 - `feasibility(x)`: a nonnegative residual, 0 exactly on C,
 - `diameter(shape)`: max ||x - y||_2 over C for points of that shape (the rescaling constant of
@@ -49,6 +51,17 @@ class ConvexSet:
     def lmo_exact(self, g):
         """An exact LMO (Frank-Wolfe certifies its duality gap with it when `lmo` is approximate)."""
         return self.lmo(g)
+
+    def lmo_factored(self, g, warm=None, exact: bool = False):
+        """(factors, warm): lmo(g) (lmo_exact(g) if `exact`) as `vertex(factors)`, and the warm
+        start for the next call (None for oracles without one). Frank-Wolfe carries the factors,
+        so a structured vertex is expanded only inside the fused passes that use it; here the
+        factors are the vertex itself."""
+        return (self.lmo_exact(g) if exact else self.lmo(g)), None
+
+    def vertex(self, factors):
+        """The vertex that `lmo_factored` returned as `factors`, as a point."""
+        return factors
 
     def project(self, x):
         raise NotImplementedError(f"{type(self).__name__} has no tractable Euclidean projection")

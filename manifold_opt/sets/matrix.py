@@ -52,7 +52,8 @@ def _map_singular_values(fn, x):
 @dataclasses.dataclass(frozen=True)
 class NuclearNormBall(RadiusSet):
     """{X : ||X||_* <= radius}; the LMO needs only the top singular pair (num_iters power
-    iterations, warm-startable through `lmo_warm`; method="svd" uses a full SVD instead)."""
+    iterations, warm-startable through `lmo_factored`; method="svd" uses a full SVD instead). Its
+    vertices -radius u v^T are rank one: `lmo_factored` returns them as (-radius u, v)."""
 
     num_iters: int = 30
     method: str = "power"
@@ -72,24 +73,32 @@ class NuclearNormBall(RadiusSet):
         check_matrix("NuclearNormBall", x, name)
 
     def lmo(self, g):
-        return self.lmo_warm(g)[0]
+        return self.vertex(self.lmo_factored(g)[0])
 
-    @jitted
-    def lmo_warm(self, g, v0=None):
-        """(lmo(g), v): pass v back as v0 next time to warm-start the power iteration
-        (`mo.solvers.frank_wolfe` does)."""
-        self.check_point(g, "g")
-        if self.method == "svd":
-            return self.lmo_exact(g), jnp.linalg.svd(g, full_matrices=False)[2][..., 0, :]
-        _, u, v = top_singular(g, num_iters=self.num_iters, v0=v0)
-        return -self.radius * u[..., :, None] * v[..., None, :], v
-
-    @jitted
     def lmo_exact(self, g):
         """-radius u_1 v_1^T from a full SVD."""
+        return self.vertex(self.lmo_factored(g, exact=True)[0])
+
+    def lmo_factored(self, g, warm=None, exact: bool = False):
+        """((-radius u, v), v) for the top singular pair (u, v) of g: pass v back as `warm` to
+        continue the power iteration from it (`mo.solvers.frank_wolfe` does)."""
         self.check_point(g, "g")
+        return self._pair_from_svd(g) if exact or self.method == "svd" else self._pair_from_power(g, warm)
+
+    def vertex(self, factors):
+        """-radius u v^T from (-radius u, v)."""
+        scaled_u, v = factors
+        return scaled_u[..., :, None] * v[..., None, :]
+
+    @jitted
+    def _pair_from_power(self, g, warm):
+        _, u, v = top_singular(g, num_iters=self.num_iters, v0=warm)
+        return (-self.radius * u, v), v
+
+    @jitted
+    def _pair_from_svd(self, g):
         u, _, vh = jnp.linalg.svd(g, full_matrices=False)
-        return -self.radius * u[..., :, :1] * vh[..., :1, :]
+        return (-self.radius * u[..., :, 0], vh[..., 0, :]), vh[..., 0, :]
 
     def project(self, x):
         """Singular values projected onto the l1 ball of the radius (Euclidean projection)."""

@@ -47,6 +47,14 @@ class ProductSet(ConvexSet):
         self.check_point(g, "g")
         return self._blockwise("lmo_exact", g)
 
+    def lmo_factored(self, g, warm=None, exact: bool = False):
+        self.check_point(g, "g")
+        warm = (None,) * len(self.sets) if warm is None else warm
+        return tuple(zip(*(c.lmo_factored(gi, wi, exact) for c, gi, wi in zip(self.sets, g, warm))))
+
+    def vertex(self, factors):
+        return self._blockwise("vertex", factors)
+
     def project(self, x):
         self.check_point(x)
         return self._blockwise("project", x)

@@ -154,8 +154,10 @@ class L2Ball(RadiusSet):
 
     def lmo(self, g):
         self.check_point(g, "g")
-        norm = jnp.linalg.norm(g.reshape(-1))
-        return -self.radius * g / jnp.where(norm > 0, norm, 1).astype(g.dtype)
+        scale = jnp.max(jnp.abs(g))  # g / max|g| has entries in [-1, 1]: its norm cannot overflow
+        unit = g / jnp.where(scale > 0, scale, 1).astype(g.dtype)
+        norm = jnp.linalg.norm(unit.reshape(-1))
+        return -self.radius * unit / jnp.where(norm > 0, norm, 1).astype(g.dtype)
 
     def project(self, x):
         self.check_point(x)

@@ -39,8 +39,9 @@ The accepted trial's gradient is the next iterate's.
 Honest stopping: `converged` needs an exact gap with -rounding <= gap <= tolerance. Where the LMO
 is approximate (`set.lmo_is_exact` False: power iteration, Newton-Schulz) its gap only bounds the
 true gap from below, so a gap under the tolerance is recomputed with `set.lmo_exact` before the
-run may stop; a set with `lmo_warm` (NuclearNormBall) is warm-started from the previous
-iteration's singular vector. The returned `gap` is always the exact gap at the returned x.
+run may stop. Vanilla calls `set.lmo_factored`: the nuclear ball's power iteration is
+warm-started from the previous iteration's singular vector, and its rank-one vertex is carried as
+two vectors. The returned `gap` is always the exact gap at the returned x.
 
 Best iterate: no FW step rule guarantees a decrease (the agnostic schedule, a short step with too
 small an L), so the lowest-cost iterate is kept beside the loop (ties within rounding count as no
@@ -71,7 +72,7 @@ class FrankWolfeIterate(NamedTuple):
     x: object
     value: jax.Array
     grad: object
-    grad_norm: jax.Array
+    grad_norm: jax.Array | None  # ||grad f(x)|| where tracked (log, lazy, block), else None
     vertex: object  # s = LMO(grad)
     code: jax.Array | None  # its atom code (active-set variants)
     gap: jax.Array  # the duality gap at x (+inf where a lazy step did not call the LMO)
@@ -158,7 +159,8 @@ def frank_wolfe(
     are convex combinations of x0 and LMO vertices). The active-set variants start from the vertex
     atom(atom_code(-x0)) (x0 itself when x0 is a vertex of the Simplex, L1Ball, KSparse or
     BirkhoffPolytope) and need a set with vertex codes; `active_set_size` defaults to
-    `set.max_atoms(x0)`; running out of slots stops with ACTIVE_SET_FULL. `cost` and `set` are
+    min(`set.max_atoms(x0)`, max_iterations + 1) (each iteration adds at most one atom, and the
+    bookkeeping costs O(capacity) per iteration); running out of slots stops with ACTIVE_SET_FULL. `cost` and `set` are
     static; `jax.vmap` over x0 (and over data the cost closes over) works.
     """
     owner = "solvers.frank_wolfe"
@@ -173,7 +175,8 @@ def frank_wolfe(
     block = variant == "block_coordinate"
     use_atoms = variant not in ("vanilla", "block_coordinate")
     lazy = variant.startswith("lazy")
-    warm_start = hasattr(set, "lmo_warm") and not use_atoms
+    factored = variant == "vanilla"  # the vertex is carried as set.lmo_factored's factors
+    track_norm = log or lazy or block  # ||grad f|| per iteration (else only at the end)
     if block and not isinstance(set, ProductSet):
         raise ValueError(f"{owner}: variant='block_coordinate' needs a ProductSet, got {type(set).__name__}")
     if use_atoms and not set.has_atoms:
@@ -192,37 +195,40 @@ def frank_wolfe(
     eps = jnp.finfo(dtype).eps
 
     def vertex(g, warm):
-        """(s = LMO(g), its code, the warm start for the next call)."""
+        """(s = LMO(g), as factors for vanilla, its code, the warm start for the next call)."""
         if use_atoms:
             code = set.atom_code(g)
             return set.atom(code, g), code, None
-        if warm_start:
-            s, warm = set.lmo_warm(g, warm)
-            return s, None, warm
-        return set.lmo(g), None, None
+        factors, warm = set.lmo_factored(g, warm)
+        return factors, None, warm
+
+    def dense(s):
+        """The vertex s as a point (vanilla carries it as factors, expanded where it is used: XLA
+        fuses a rank-one vertex into the passes that read it instead of storing it)."""
+        return set.vertex(s) if factored else s
 
     def gap_at(x, g, s):
         """The duality gap <g, x - s>."""
         return vdot(g, _sub(x, s))
 
-    def floor_at(x, grad_norm, s):
+    def floor_at(x, g, s):
         """The gap below which <g, x - s> is not rounding: -ROUNDING eps ||g|| (||x|| + ||s||)."""
-        return -ROUNDING * eps * grad_norm * (jnp.sqrt(_norm2(x)) + jnp.sqrt(_norm2(s)))
+        return -ROUNDING * eps * jnp.sqrt(_norm2(g)) * (jnp.sqrt(_norm2(x)) + jnp.sqrt(_norm2(s)))
 
-    def floor_if_small(x, grad_norm, s, gap):
+    def floor_if_small(x, g, s, gap):
         """The floor where the gap is a convergence candidate (gap <= tolerance), else -inf: the
-        norms are computed only then (a scalar cond, no pass over x and s per iteration)."""
-        return lax.cond(gap <= tolerance, lambda: floor_at(x, grad_norm, s), lambda: jnp.asarray(-jnp.inf, dtype))
+        norms are computed only then (a scalar cond, no pass over x, g and s per iteration)."""
+        return lax.cond(gap <= tolerance, lambda: floor_at(x, g, s), lambda: jnp.asarray(-jnp.inf, dtype))
 
-    def certified(x, g, grad_norm, s, gap):
+    def certified(x, g, s, gap):
         """(s, gap, floor): a gap under the tolerance gets its rounding floor; an approximate
         LMO's gap is first recomputed with the exact LMO, whose vertex replaces s."""
         if set.lmo_is_exact:
-            return s, gap, floor_if_small(x, grad_norm, s, gap)
+            return s, gap, floor_if_small(x, g, dense(s), gap)
 
         def exact():
-            e = set.lmo_exact(g)
-            return e, gap_at(x, g, e), floor_at(x, grad_norm, e)
+            e = set.lmo_factored(g, exact=True)[0] if factored else set.lmo_exact(g)
+            return e, gap_at(x, g, dense(e)), floor_at(x, g, dense(e))
 
         return lax.cond(gap <= tolerance, exact, lambda: (s, gap, jnp.asarray(-jnp.inf, dtype)))
 
@@ -248,14 +254,14 @@ def frank_wolfe(
         LMO's warm start (reusing a known (f(x), grad f(x)) from the adaptive step's last trial);
         without `oracle` (lazy steps) s and the gap are left for the step to fill in."""
         value, g = jax.value_and_grad(cost)(x) if value_grad is None else value_grad
-        grad_norm = jnp.sqrt(_norm2(g))
+        grad_norm = jnp.sqrt(_norm2(g)) if track_norm else None
         if not oracle:
             return value, g, grad_norm, None, None, None, None, warm
         if block:
             s, gap, warm = block_vertex(x, g, warm)
-            return value, g, grad_norm, s, None, gap, floor_if_small(x, grad_norm, s, gap), warm
+            return value, g, grad_norm, s, None, gap, floor_if_small(x, g, s, gap), warm
         s, code, warm = vertex(g, warm)
-        s, gap, floor = certified(x, g, grad_norm, s, gap_at(x, g, s))
+        s, gap, floor = certified(x, g, s, gap_at(x, g, dense(s)))
         return value, g, grad_norm, s, code, gap, floor, warm
 
     def record(log_, k, value, grad_norm, gap):
@@ -267,7 +273,7 @@ def frank_wolfe(
     if use_atoms:
         code0 = set.atom_code(jax.tree_util.tree_map(lambda a: -a, x0))
         x = set.atom(code0, x0)
-        capacity = active_set_size or set.max_atoms(x0)
+        capacity = active_set_size or min(set.max_atoms(x0), max_iterations + 1)
         codes = jnp.zeros((capacity,) + code0.shape, jnp.int32).at[0].set(code0)
         weights = jnp.zeros((capacity,), dtype).at[0].set(1)
     else:
@@ -276,7 +282,7 @@ def frank_wolfe(
     value, g, grad_norm, s, code, gap, floor, warm = evaluate(x, start)
     if lipschitz is None:  # Pedregosa et al.'s first estimate from a gradient difference
         h = 1e-3
-        d0 = _sub(s, x)
+        d0 = _sub(dense(s), x)
         dd = _norm2(d0)
         g_h = jax.grad(cost)(common.axpy(h, d0, x))
         estimate = jnp.sqrt(_norm2(_sub(g_h, g))) / (h * jnp.sqrt(dd))
@@ -293,7 +299,10 @@ def frank_wolfe(
 
     def reason_of(it, best):
         """The loop's stop reason; convergence only at an iterate no worse than the best so far."""
-        non_finite = ~(jnp.isfinite(it.value) & jnp.isfinite(it.grad_norm)) | jnp.isnan(it.gap)
+        # a non-finite gradient shows in the gap <g, x - s> (a sum over every entry), except where
+        # the gap is not computed each iteration (lazy, block-coordinate): ||g|| is tracked there
+        finite_grad = jnp.isfinite(it.grad_norm) & ~jnp.isnan(it.gap) if track_norm else jnp.isfinite(it.gap)
+        non_finite = ~(jnp.isfinite(it.value) & finite_grad)
         converged = (it.gap <= tolerance) & (it.gap >= it.gap_floor) & (best.iteration == it.iteration)
         return jnp.select(
             [non_finite, converged, it.full, it.iteration >= max_iterations],
@@ -332,18 +341,19 @@ def frank_wolfe(
     # ----- one iteration ----------------------------------------------------------------------
     def body(it):
         if not use_atoms:
-            d = _sub(it.vertex, it.x)
+            s = dense(it.vertex)
+            d = _sub(s, it.x)
             slope = vdot(it.grad, d) if block else -it.gap  # block-coordinate's gap sums the blocks' last gaps
             # ||d||^2 as ||x - s||^2: a subtraction of its own that XLA fuses into the reduction
             # (d itself would be materialized for its two uses)
-            gamma, lip, value_grad = step_size(it, d, jnp.asarray(1, dtype), slope, _norm2(_sub(it.x, it.vertex)))
+            gamma, lip, value_grad = step_size(it, d, jnp.asarray(1, dtype), slope, _norm2(_sub(it.x, s)))
             x = common.axpy(gamma, d, it.x)
             codes, weights, full, s, code, phi, known_gap = None, None, it.full, None, None, None, None
         else:
             x, codes, weights, full, lip, value_grad, s, code, phi, known_gap = active_set_step(it)
         value, g, grad_norm, new_s, new_code, gap, floor, warm = evaluate(x, it.warm, value_grad, oracle=not lazy)
         if lazy:  # the gap is known only where a dual step left x in place
-            new_s, new_code, gap, floor = s, code, known_gap, floor_if_small(x, grad_norm, s, known_gap)
+            new_s, new_code, gap, floor = s, code, known_gap, floor_if_small(x, g, s, known_gap)
         k = it.iteration + 1
         return FrankWolfeIterate(x, value, g, grad_norm, new_s, new_code, gap, floor, warm, phi, lip, codes, weights,
                                  full, k, record(it.log, k, value, grad_norm, gap))
@@ -444,23 +454,22 @@ def frank_wolfe(
                               (it, Best(it.x, it.value, it.iteration)))
     reason = reason_of(it, best)
 
-    def exact_gap(x, g, grad_norm):
+    def exact_gap(x, g):
         e = set.lmo_exact(g)
         gap = gap_at(x, g, e)
-        return gap, (gap <= tolerance) & (gap >= floor_at(x, grad_norm, e))
+        return gap, (gap <= tolerance) & (gap >= floor_at(x, g, e))
 
     def last():
         gap = it.gap
         if lazy or block or not set.lmo_is_exact:  # a converged run's gap is exact; recompute any other
             gap = lax.cond(reason == StopReason.GAP_TOLERANCE, lambda: it.gap,
-                           lambda: exact_gap(it.x, it.grad, it.grad_norm)[0])
-        return it.x, it.value, it.grad_norm, gap, reason
+                           lambda: exact_gap(it.x, it.grad)[0])
+        return it.x, it.value, jnp.sqrt(_norm2(it.grad)), gap, reason
 
     def best_so_far():  # the last iterate is worse: return the best, with its own gradient and exact gap
         g = jax.grad(cost)(best.x)
-        grad_norm = jnp.sqrt(_norm2(g))
-        gap, converged = exact_gap(best.x, g, grad_norm)
-        return best.x, best.value, grad_norm, gap, jnp.where(converged, StopReason.GAP_TOLERANCE, reason).astype(jnp.int32)
+        gap, converged = exact_gap(best.x, g)
+        return best.x, best.value, jnp.sqrt(_norm2(g)), gap, jnp.where(converged, StopReason.GAP_TOLERANCE, reason).astype(jnp.int32)
 
     x, value, grad_norm, gap, reason = lax.cond(best.iteration == it.iteration, last, best_so_far)
     return SolverResult(x, value, grad_norm, it.iteration, reason == StopReason.GAP_TOLERANCE, reason, it.log, gap)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from manifold_opt.sets import BirkhoffPolytope, ConvexHull, KSparse, L2Ball, NuclearNormBall, Simplex
+from manifold_opt.sets import BirkhoffPolytope, ConvexHull, KSparse, L2Ball, NuclearNormBall, ProductSet, Simplex
 from manifold_opt.solvers import StopReason, frank_wolfe
 
 RNG = np.random.default_rng(0)
@@ -141,8 +141,17 @@ def test_convex_hull_of_pytrees_matches_the_weight_problem():
 
 
 def test_stop_reasons_and_validation():
-    r = frank_wolfe(lambda x: jnp.sum(jnp.log(x)), L2Ball(1.0), jnp.full(4, 0.5, jnp.float32), variant="vanilla")
+    # the first step (2 / (0 + 2) = 1) lands on s, where log is NaN
+    r = frank_wolfe(lambda x: jnp.sum(jnp.log(x)), L2Ball(1.0), jnp.full(4, 0.5, jnp.float32), variant="vanilla",
+                    step="agnostic")
     assert int(r.stop_reason) == StopReason.NON_FINITE and not bool(r.converged) and r.x.dtype == jnp.float32
+    # a finite cost with a NaN gradient at x0 (d sqrt|x| / dx at 0): seen through the gap
+    x0 = jnp.asarray([0.0, 0.3, -0.2])
+    for variant in ("vanilla", "block_coordinate"):
+        c, start = (L2Ball(1.0), x0) if variant == "vanilla" else (ProductSet(L2Ball(1.0), L2Ball(1.0)), (x0, x0))
+        r = frank_wolfe(lambda x: sum(jnp.sum(jnp.sqrt(jnp.abs(v))) for v in jax.tree_util.tree_leaves(x)), c, start,
+                        variant=variant)
+        assert int(r.stop_reason) == StopReason.NON_FINITE and int(r.iterations) == 0, variant
     r = frank_wolfe(least_squares, Simplex(), X0, variant="pairwise", active_set_size=2, max_iterations=ITERS, tolerance=1e-9)
     assert int(r.stop_reason) == StopReason.ACTIVE_SET_FULL and not bool(r.converged)
     assert float(Simplex().feasibility(r.x)) <= 1e-12
