@@ -15,7 +15,8 @@ median of `--repeats`), including the one-time work around the loop (the start, 
 is approximate an exact gap at the end: a full SVD on the nuclear ball).
 `ms/iter` is the marginal cost of an iteration: the slope between runs of max_iterations / 2 and
 max_iterations iterations (tolerance 0), which leaves the one-time work out; `one-time (s)` is
-the rest of the longer run. Two floors: `grad+LMO` is one jitted gradient + one LMO at the run's
+the rest of the longer run (negative where later iterations cost more than earlier ones, as
+SciPy's assignment does on Birkhoff). Two floors: `grad+LMO` is one jitted gradient + one LMO at the run's
 final point, called alone (LMO costs vary along a run: SciPy's assignment solver is ~10x slower on
 the near-tied gradients of late Birkhoff iterates than on a random matrix; and a single call finds
 its arrays in cache where a loop over a larger working set may not), `ratio` = ms/iter / that

@@ -160,8 +160,8 @@ def frank_wolfe(
     atom(atom_code(-x0)) (x0 itself when x0 is a vertex of the Simplex, L1Ball, KSparse or
     BirkhoffPolytope) and need a set with vertex codes; `active_set_size` defaults to
     min(`set.max_atoms(x0)`, max_iterations + 1) (each iteration adds at most one atom, and the
-    bookkeeping costs O(capacity) per iteration); running out of slots stops with ACTIVE_SET_FULL. `cost` and `set` are
-    static; `jax.vmap` over x0 (and over data the cost closes over) works.
+    bookkeeping costs O(capacity) per iteration); running out of slots stops with ACTIVE_SET_FULL.
+    `cost` and `set` are static; `jax.vmap` over x0 (and over data the cost closes over) works.
     """
     owner = "solvers.frank_wolfe"
     if variant is None:

@@ -53,6 +53,19 @@ def eye_stack(k, n):
     return np.tile(np.eye(n), (k, 1, 1))
 
 
+def assert_exp_log_inverse(s):
+    """Pymanopt's entrywise check exp_x(log_x(y)) = y at random points."""
+    x, y = s.random_point(), s.random_point()
+    npt.assert_array_almost_equal(y, s.exp(x, s.log(x, y)))
+
+
+def assert_log_exp_inverse(s):
+    """Pymanopt's entrywise check log_x(exp_x(u)) = u at a random point and tangent vector."""
+    x = s.random_point()
+    u = s.random_tangent_vector(x)
+    npt.assert_array_almost_equal(u, s.log(x, s.exp(x, u)))
+
+
 @pytest.fixture(autouse=True)
 def seed():
     np.random.seed(42)
@@ -437,13 +450,10 @@ class TestSymmetric:
         npt.assert_allclose(self.manifold.transport(x, y, u), u)
 
     def test_exp_log_inverse(self):
-        x, y = self.manifold.random_point(), self.manifold.random_point()
-        npt.assert_array_almost_equal(y, self.manifold.exp(x, self.manifold.log(x, y)))
+        assert_exp_log_inverse(self.manifold)
 
     def test_log_exp_inverse(self):
-        x = self.manifold.random_point()
-        u = self.manifold.random_tangent_vector(x)
-        npt.assert_array_almost_equal(u, self.manifold.log(x, self.manifold.exp(x, u)))
+        assert_log_exp_inverse(self.manifold)
 
     def test_pair_mean(self):
         x, y = self.manifold.random_point(), self.manifold.random_point()
@@ -883,15 +893,10 @@ class TestSphere:
         npt.assert_allclose(s.transport(x, y, u), s.projection(y, u))
 
     def test_exp_log_inverse(self):
-        s = self.manifold
-        x, y = s.random_point(), s.random_point()
-        npt.assert_array_almost_equal(y, s.exp(x, s.log(x, y)))
+        assert_exp_log_inverse(self.manifold)
 
     def test_log_exp_inverse(self):
-        s = self.manifold
-        x = s.random_point()
-        u = s.random_tangent_vector(x)
-        npt.assert_array_almost_equal(u, s.log(x, s.exp(x, u)))
+        assert_log_exp_inverse(self.manifold)
 
     def test_pair_mean(self):
         s = self.manifold
@@ -1086,15 +1091,10 @@ class TestSpecialOrthogonalGroup:
         npt.assert_allclose(np.linalg.det(y), 1)
 
     def test_exp_log_inverse(self):
-        s = self.so
-        x, y = s.random_point(), s.random_point()
-        npt.assert_array_almost_equal(y, s.exp(x, s.log(x, y)))
+        assert_exp_log_inverse(self.so)
 
     def test_log_exp_inverse(self):
-        s = self.so
-        x = s.random_point()
-        u = s.random_tangent_vector(x)
-        npt.assert_array_almost_equal(u, s.log(x, s.exp(x, u)))
+        assert_log_exp_inverse(self.so)
 
 
 class TestUnitaryGroup:
@@ -1142,15 +1142,10 @@ class TestUnitaryGroup:
         npt.assert_almost_equal(hconj(y) @ y, np.eye(self.n))
 
     def test_exp_log_inverse(self):
-        s = self.unitary_group
-        x, y = s.random_point(), s.random_point()
-        npt.assert_array_almost_equal(y, s.exp(x, s.log(x, y)))
+        assert_exp_log_inverse(self.unitary_group)
 
     def test_log_exp_inverse(self):
-        s = self.unitary_group
-        x = s.random_point()
-        u = s.random_tangent_vector(x)
-        npt.assert_array_almost_equal(u, s.log(x, s.exp(x, u)))
+        assert_log_exp_inverse(self.unitary_group)
 
 
 # ----- Product (test_product.py) ----------------------------------------------------------------

@@ -168,6 +168,20 @@ def test_stop_reasons_and_validation():
         frank_wolfe(lambda x: jnp.sum(x), BirkhoffPolytope(), jnp.ones((2, 3)))
 
 
+def test_vanilla_over_a_product_with_a_nuclear_ball_matches_the_blockwise_projections():
+    """A separable distance over NuclearNormBall x L2Ball: vanilla carries the product's vertex as
+    blockwise factors (the nuclear block's rank-one pair, warm-started); the minimizer is the pair
+    of Euclidean projections (SVD soft-thresholding, radial scaling)."""
+    rng = np.random.default_rng(3)
+    target, t = rng.normal(size=(6, 4)), rng.normal(size=5)
+    nuc, ball = NuclearNormBall(0.5 * float(np.linalg.svd(target, compute_uv=False).sum())), L2Ball(0.5)
+    cost = lambda x: 0.5 * jnp.sum((x[0] - target) ** 2) + 0.5 * jnp.sum((x[1] - t) ** 2)
+    r = frank_wolfe(cost, ProductSet(nuc, ball), (jnp.zeros((6, 4)), jnp.zeros(5)), variant="vanilla", tolerance=1e-7)
+    assert int(r.stop_reason) == StopReason.GAP_TOLERANCE and 0 <= float(r.gap) <= 1e-7
+    np.testing.assert_allclose(r.x[0], nuc.project(jnp.asarray(target)), atol=1e-6)
+    np.testing.assert_allclose(r.x[1], 0.5 * t / np.linalg.norm(t), atol=1e-6)
+
+
 def test_k_sparse_least_squares_matches_scipy():
     """Signed multi-index vertex codes (K-sparse polytope, pairwise FW) against SLSQP on the
     split x = u - v, u, v >= 0, u + v <= r, sum(u + v) <= k r."""
